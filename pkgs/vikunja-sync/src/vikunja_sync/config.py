@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 TOKEN_CREDENTIAL = "vikunja-token"
@@ -134,7 +135,7 @@ def _section(data: dict[str, Any], name: str, config_file: Path | None) -> dict[
 def _number(raw: Any, setting: str, kind: type, minimum: float) -> Any:
     try:
         if isinstance(raw, bool):
-            raise ValueError
+            raise TypeError
         value = kind(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{setting} must be a {kind.__name__}, got {raw!r}; fix the value") from None

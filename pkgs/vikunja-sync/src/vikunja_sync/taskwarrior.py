@@ -13,9 +13,10 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Taskwarrior:
         try:
             proc = subprocess.run(
                 cmd,
+                check=False,
                 input=stdin,
                 capture_output=True,
                 text=True,
@@ -91,14 +93,20 @@ class Taskwarrior:
         return live[0] if live else None
 
     def import_task(self, task: dict[str, Any], previous: dict[str, Any] | None = None) -> None:
-        """Create or replace a task; attributes dropped since `previous` are cleared."""
-        self.run(["import", "-"], stdin=json.dumps([task]))
-        dropped = [k for k in CLEARABLE if previous and k in previous and k not in task]
-        if dropped:
-            current = self.get(task["uuid"]) or {}
-            still = [k for k in dropped if k in current]
-            if still:
-                self.run([f"uuid:{task['uuid']}", "modify", *(f"{k}:" for k in still)])
+        self.import_tasks([task], [previous])
+
+    def import_tasks(self, tasks: list[dict[str, Any]], previous: list[dict[str, Any] | None]) -> None:
+        """Create or replace tasks in one process; attributes dropped since `previous` are cleared."""
+        if not tasks:
+            return
+        self.run(["import", "-"], stdin=json.dumps(tasks))
+        for task, prev in zip(tasks, previous):
+            dropped = [k for k in CLEARABLE if prev and k in prev and k not in task]
+            if dropped:
+                current = self.get(task["uuid"]) or {}
+                still = [k for k in dropped if k in current]
+                if still:
+                    self.run([f"uuid:{task['uuid']}", "modify", *(f"{k}:" for k in still)])
 
     def set_vikunja_id(self, uuid: str, vikunja_id: int) -> None:
         self.run([f"uuid:{uuid}", "modify", f"{UDA}:{int(vikunja_id)}"])
