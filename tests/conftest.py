@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from vikunja_sync.config import Settings, load_settings
 from vikunja_sync.emulator import Emulator
 from vikunja_sync.hook import install_hooks
