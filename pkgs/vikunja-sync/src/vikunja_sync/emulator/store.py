@@ -78,6 +78,7 @@ class Store:
         self._tasks: dict[int, Task] = {}
         self._labels: dict[int, Label] = {}
         self._webhooks: dict[int, Webhook] = {}
+        self._last_index: dict[int, int] = {}
         self._next = {"project": 1, "task": 1, "label": 1, "webhook": 1, "view": 1}
         self.create_project({"title": "Inbox"})
 
@@ -177,8 +178,6 @@ class Store:
             }
             for r in task.reminders
         ]
-        project = self._projects[task.project_id]
-        prefix = project.identifier + "-" if project.identifier else "#"
         return {
             "id": task.id,
             "title": task.title,
@@ -197,7 +196,7 @@ class Store:
             "labels": labels or None,
             "hex_color": task.hex_color,
             "percent_done": task.percent_done,
-            "identifier": f"{prefix}{task.index}",
+            "identifier": self._identifier(task),
             "index": task.index,
             "related_tasks": {},
             "attachments": None,
@@ -211,6 +210,10 @@ class Store:
             "reactions": None,
             "created_by": self.render_user(),
         }
+
+    def _identifier(self, task: Task) -> str:
+        project = self._projects[task.project_id]
+        return f"{project.identifier}-{task.index}" if project.identifier else f"#{task.index}"
 
     def render_webhook(self, hook: Webhook) -> JSON:
         """The secret and the basic-auth password are never sent back."""
@@ -366,7 +369,9 @@ class Store:
         return task
 
     def _next_index(self, project_id: int) -> int:
-        return 1 + max((t.index for t in self._tasks.values() if t.project_id == project_id), default=0)
+        """Per-project task numbers (a counter: unlike Vikunja's max + 1, never reused)."""
+        self._last_index[project_id] = self._last_index.get(project_id, 0) + 1
+        return self._last_index[project_id]
 
     def get_task(self, task_id: int) -> JSON:
         with self.lock:
@@ -563,7 +568,7 @@ class Store:
                 "is_favorite",
             )
         }
-        row["identifier"] = self.render_task(task)["identifier"]
+        row["identifier"] = self._identifier(task)
         row["labels"] = [(i, self._labels[i].title) for i in task.label_ids]
         return row
 
