@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from vikunja_sync.breaker import (
     BreakerState,
     CircuitBreaker,
@@ -236,9 +237,7 @@ def test_crashed_trial_lease_expires_and_next_caller_becomes_trial(state_dir, cl
 
 
 def test_stale_failure_during_trial_reopens_but_keeps_the_lease(state_dir, clock):
-    breaker = make(
-        state_dir, clock, failure_threshold=2, recovery_timeout=5, trial_lease=10
-    )
+    breaker = make(state_dir, clock, failure_threshold=2, recovery_timeout=5, trial_lease=10)
     stale = breaker.admit()  # admitted while closed, reports late
     fail(breaker, 2)
     clock.advance(5)
@@ -422,14 +421,10 @@ def write_raw(state_dir: Path, text: str) -> Path:
 
 
 def test_legacy_seed_file_is_read_as_is(state_dir, clock):
-    write_raw(
-        state_dir, '{"failures": 3, "last_failure_time": 1733300000.0, "state": "open"}'
-    )
+    write_raw(state_dir, '{"failures": 3, "last_failure_time": 1733300000.0, "state": "open"}')
     clock.now = 1733300015.0
     breaker = make(state_dir, clock)
-    assert breaker.snapshot() == BreakerState(
-        "open", 3, 1733300000.0, 45.0, False, False
-    )
+    assert breaker.snapshot() == BreakerState("open", 3, 1733300000.0, 45.0, False, False)
     clock.now = 1733300060.0
     assert breaker.snapshot().state == "half-open"
 
@@ -474,18 +469,13 @@ CORRUPT = [
     '{"failures": 3, "last_failure_time": "1.0", "state": "open"}',
     '{"failures": 3, "last_failure_time": 1.0, "state": "OPEN"}',
     '{"failures": 3, "last_failure_time": 1.0, "state": "open", "forced": "yes"}',
-    (
-        '{"failures": 3, "last_failure_time": 1.0, "state": "half-open",'
-        ' "trial_id": 7, "trial_lease_until": 2.0}'
-    ),
+    ('{"failures": 3, "last_failure_time": 1.0, "state": "half-open", "trial_id": 7, "trial_lease_until": 2.0}'),
     "\x00\x00\x00\x00",
 ]
 
 
 @pytest.mark.parametrize("text", CORRUPT)
-def test_corrupt_file_reads_closed_warns_and_is_repaired_on_write(
-    state_dir, clock, caplog, text
-):
+def test_corrupt_file_reads_closed_warns_and_is_repaired_on_write(state_dir, clock, caplog, text):
     path = write_raw(state_dir, text)
     breaker = make(state_dir, clock)
     before = file_fingerprint(path)
@@ -504,9 +494,7 @@ def test_corrupt_file_reads_closed_warns_and_is_repaired_on_write(
     }
 
 
-def test_missing_file_warns_once_and_first_write_creates_seed_file(
-    state_dir, clock, caplog
-):
+def test_missing_file_warns_once_and_first_write_creates_seed_file(state_dir, clock, caplog):
     breaker = make(state_dir, clock)
     with caplog.at_level(logging.WARNING, logger="vikunja_sync.breaker"):
         breaker.snapshot()
@@ -515,9 +503,7 @@ def test_missing_file_warns_once_and_first_write_creates_seed_file(
         breaker.snapshot()
     warnings = [r for r in caplog.records if "missing" in r.getMessage()]
     assert len(warnings) == 1
-    assert breaker.path.read_text() == (
-        '{"failures": 0, "last_failure_time": 0.0, "state": "closed"}'
-    )
+    assert breaker.path.read_text() == ('{"failures": 0, "last_failure_time": 0.0, "state": "closed"}')
 
 
 def test_pure_reads_never_touch_the_file_in_any_state(state_dir, clock):
@@ -555,9 +541,7 @@ def test_modes_dir_0700_files_0600_and_no_temp_left(tmp_path, clock):
     ]
 
 
-def test_existing_dir_mode_is_left_alone_and_repair_replaces_loose_file(
-    tmp_path, clock
-):
+def test_existing_dir_mode_is_left_alone_and_repair_replaces_loose_file(tmp_path, clock):
     state_dir = tmp_path / "state"
     state_dir.mkdir(mode=0o750)
     os.chmod(state_dir, 0o750)

@@ -105,18 +105,10 @@ class CircuitBreakerOpen(Exception):
 
 def _open_message(state: BreakerState) -> str:
     if state.forced:
-        return (
-            "circuit breaker tripped manually; 'vikunja-direct breaker reset' resumes"
-        )
+        return "circuit breaker tripped manually; 'vikunja-direct breaker reset' resumes"
     if state.trial_in_progress:
-        return (
-            "circuit breaker half-open: a trial request is in flight; "
-            f"retry in {state.retry_after:.1f}s"
-        )
-    return (
-        f"circuit breaker open after {state.failures} consecutive failures; "
-        f"next trial in {state.retry_after:.1f}s"
-    )
+        return f"circuit breaker half-open: a trial request is in flight; retry in {state.retry_after:.1f}s"
+    return f"circuit breaker open after {state.failures} consecutive failures; next trial in {state.retry_after:.1f}s"
 
 
 @dataclass
@@ -157,11 +149,7 @@ class _Record:
 
 
 def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _parse(text: str) -> _Record:
@@ -214,9 +202,7 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if failure_threshold < 1 or recovery_timeout < 0 or trial_lease <= 0:
-            raise ValueError(
-                "need failure_threshold >= 1, recovery_timeout >= 0, trial_lease > 0"
-            )
+            raise ValueError("need failure_threshold >= 1, recovery_timeout >= 0, trial_lease > 0")
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / STATE_FILE
         self.lock_path = self.state_dir / (STATE_FILE + ".lock")
@@ -378,8 +364,7 @@ class CircuitBreaker:
             view = self._view(record, now)
             if view.state == OPEN and self._clock_stepped_back(record, now):
                 log.warning(
-                    "circuit breaker: last failure lies in the future (clock stepped "
-                    "back); restarting recovery"
+                    "circuit breaker: last failure lies in the future (clock stepped back); restarting recovery"
                 )
                 record = replace(record, last_failure_time=now)
                 view = self._view(record, now)
@@ -412,16 +397,12 @@ class CircuitBreaker:
             raise RuntimeError("this admission's outcome was already recorded")
         admission.recorded = True
         if outcome is Outcome.FAILURE:
-            self._update(
-                lambda record, now: self._after_failure(record, admission, now)
-            )
+            self._update(lambda record, now: self._after_failure(record, admission, now))
             return
         record, valid = self._load()
         if valid and self._is_noop(record, admission, outcome):
             return  # linearises at the read above: nothing to change, nothing to lock
-        apply = (
-            self._after_success if outcome is Outcome.SUCCESS else self._after_neutral
-        )
+        apply = self._after_success if outcome is Outcome.SUCCESS else self._after_neutral
         self._update(lambda rec, now: apply(rec, admission, now))
 
     def record_success(self, admission: Admission) -> None:
@@ -444,25 +425,19 @@ class CircuitBreaker:
             return record == _Record(last_failure_time=record.last_failure_time)
         return not self._owns_lease(record, admission)
 
-    def _after_success(
-        self, record: _Record, admission: Admission, now: float
-    ) -> _Record:
+    def _after_success(self, record: _Record, admission: Admission, now: float) -> _Record:
         if record.forced:
             return record
         if self._view(record, now).state != CLOSED:
             log.info("circuit breaker closed: Vikunja answered again")
         return _Record(last_failure_time=record.last_failure_time)
 
-    def _after_neutral(
-        self, record: _Record, admission: Admission, now: float
-    ) -> _Record:
+    def _after_neutral(self, record: _Record, admission: Admission, now: float) -> _Record:
         if record.forced or not self._owns_lease(record, admission):
             return record
         return record.without_trial()  # stays half-open; the next caller may try
 
-    def _after_failure(
-        self, record: _Record, admission: Admission, now: float
-    ) -> _Record:
+    def _after_failure(self, record: _Record, admission: Admission, now: float) -> _Record:
         if record.forced:
             return record
         was = self._view(record, now).state
@@ -472,9 +447,7 @@ class CircuitBreaker:
             new = new.without_trial()
         if was != CLOSED or failures >= self.failure_threshold:
             if was != OPEN:
-                log.warning(
-                    "circuit breaker opened after %d consecutive failures", failures
-                )
+                log.warning("circuit breaker opened after %d consecutive failures", failures)
             return replace(new, state=OPEN)
         return new
 
@@ -504,16 +477,12 @@ class CircuitBreaker:
     def reset(self) -> None:
         """Force closed with zero failures (``breaker reset``)."""
         log.info("circuit breaker reset to closed")
-        self._update(
-            lambda record, now: _Record(last_failure_time=record.last_failure_time)
-        )
+        self._update(lambda record, now: _Record(last_failure_time=record.last_failure_time))
 
     def trip(self) -> None:
         """Force open until ``reset()`` (``breaker trip``): isolation, no trials."""
         log.warning("circuit breaker tripped manually")
-        self._update(
-            lambda record, now: replace(record.without_trial(), state=OPEN, forced=True)
-        )
+        self._update(lambda record, now: replace(record.without_trial(), state=OPEN, forced=True))
 
 
 class Guard:
@@ -565,9 +534,7 @@ def format_status(state: BreakerState) -> list[str]:
             "  State: HALF-OPEN (testing recovery)",
             f"  Failures: {state.failures}",
         ]
-    recovery = (
-        "manual reset required" if state.forced else f"{math.ceil(state.retry_after)}s"
-    )
+    recovery = "manual reset required" if state.forced else f"{math.ceil(state.retry_after)}s"
     return lines + [
         "  State: OPEN (failing fast)",
         f"  Failures: {state.failures}",
