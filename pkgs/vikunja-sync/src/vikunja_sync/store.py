@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 RECENT_PUSHES_KEPT = 8
+CREATE_INTENT_PREFIX = "create-intent:"  # meta key of a create not yet linked
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,7 @@ class Store:
                 recent = ([fingerprint] + [f for f in recent if f != fingerprint])[:RECENT_PUSHES_KEPT]
             # One Vikunja id belongs to one TW task: a stale link of another uuid is replaced.
             conn.execute("DELETE FROM links WHERE vikunja_id = ? AND tw_uuid != ?", (vikunja_id, tw_uuid))
+            conn.execute("DELETE FROM meta WHERE key = ?", (CREATE_INTENT_PREFIX + tw_uuid,))
             conn.execute(
                 "INSERT INTO links (tw_uuid, vikunja_id, fingerprint, vikunja_updated, recent_pushes) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tw_uuid) DO UPDATE SET vikunja_id = excluded.vikunja_id, "

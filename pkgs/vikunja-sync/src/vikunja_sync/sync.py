@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import time
 import uuid as uuidlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from vikunja_sync import mapping
 from vikunja_sync.breaker import CircuitBreaker, CircuitBreakerOpen
 from vikunja_sync.config import Settings
-from vikunja_sync.store import InboxEntry, Link, OutboxEntry, Store
+from vikunja_sync.store import CREATE_INTENT_PREFIX, InboxEntry, Link, OutboxEntry, Store
 from vikunja_sync.taskwarrior import UDA, Taskwarrior, TaskwarriorError
 
 if TYPE_CHECKING:  # the client pulls in `requests`; only import it when the network is used
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # the client pulls in `requests`; only import it when the net
 
 log = logging.getLogger(__name__)
 
+INTENT_SLACK = 5.0  # seconds: Vikunja's clock may lag ours a little
 LEGACY_ID = re.compile(r"^vikunja_id:(\d+)$")
 TASK_EVENTS = ("task.created", "task.updated", "task.deleted")
 SKIPPED_STATUSES = ("recurring",)  # templates; their instances are synced
@@ -200,6 +202,9 @@ class SyncEngine:
                 log.info("Vikunja task %s of %s is gone; creating it again", vikunja_id, uuid)
         project_id = self.project_id(desired.project)
         if current is None:
+            current = self._created_before_crash(uuid, desired, project_id)
+        if current is None:
+            self.store.set_meta(CREATE_INTENT_PREFIX + uuid, str(time.time()))
             final = self.client.create_task(project_id, mapping.vikunja_create_body(desired))
             action = "created"
         else:
@@ -215,6 +220,27 @@ class SyncEngine:
         if uda_vikunja_id(task) != vikunja_id:
             self._write_back_id(uuid, vikunja_id)
         return Outcome(True, action, uuid, vikunja_id)
+
+    def _created_before_crash(self, uuid: str, desired: mapping.SyncedFields, project_id: int) -> dict[str, Any] | None:
+        """A create whose answer was lost (crash, timeout) must not create a twin.
+
+        Before creating we note the intent; if it is still there, the earlier attempt
+        may have reached Vikunja, so an unlinked task with our title created since then
+        in the same project is adopted instead.
+        """
+        intent = self.store.get_meta(CREATE_INTENT_PREFIX + uuid)
+        if intent is None:
+            return None
+        since = datetime.fromtimestamp(float(intent) - INTENT_SLACK, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for candidate in self.client.list_tasks(updated_since=since):
+            if (
+                candidate.get("title") == desired.title
+                and int(candidate.get("project_id") or 0) == project_id
+                and self.store.link_for_vikunja(int(candidate["id"])) is None
+            ):
+                log.info("adopting Vikunja task %s created by an interrupted push of %s", candidate["id"], uuid)
+                return candidate
+        return None
 
     def _write_back_id(self, uuid: str, vikunja_id: int) -> None:
         """Best effort: the link table is the primary map; the UDA helps other tools and re-installs."""
