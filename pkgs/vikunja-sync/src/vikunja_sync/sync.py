@@ -231,7 +231,7 @@ class SyncEngine:
         intent = self.store.get_meta(CREATE_INTENT_PREFIX + uuid)
         if intent is None:
             return None
-        since = datetime.fromtimestamp(float(intent) - INTENT_SLACK, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        since = datetime.fromtimestamp(float(intent) - INTENT_SLACK, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for candidate in self.client.list_tasks(updated_since=since):
             if (
                 candidate.get("title") == desired.title
