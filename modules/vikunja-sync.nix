@@ -199,6 +199,7 @@ let
       description,
       credentials,
       serviceConfig,
+      environment ? { },
       extra ? { },
     }:
     {
@@ -208,10 +209,27 @@ let
         VIKUNJA_SYNC_CONFIG = configPath;
         TASKRC = cfg.taskwarrior.configFile;
         TASKDATA = cfg.taskwarrior.dataDir;
-      };
+      }
+      // environment;
       serviceConfig = hardening // { LoadCredential = credentials; } // serviceConfig;
     }
     // extra;
+
+  # Without a secret, `serve` accepts unsigned webhooks on loopback, that is
+  # from any local user. With webhooks off, the daemon gets instead a random
+  # secret made at each start and known to nobody, so it refuses them all.
+  refusingSecret = "/run/${stateDirName}/refuse-webhooks.secret";
+  refusingSecretSetup = {
+    environment.VIKUNJA_WEBHOOK_SECRET_FILE = refusingSecret;
+    serviceConfig = {
+      RuntimeDirectory = stateDirName;
+      RuntimeDirectoryMode = "0700";
+      ExecStartPre = pkgs.writeShellScript "vikunja-sync-refuse-webhooks" ''
+        umask 077
+        od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > ${refusingSecret}
+      '';
+    };
+  };
 
   # A oneshot started by a timer; exit 75 ("queued, try later") is success.
   mkOneshot =
@@ -457,10 +475,11 @@ in
         default = true;
         description = ''
           Whether the daemon accepts Vikunja webhooks (changes made in Vikunja reach
-          Taskwarrior in well under a second). When disabled, no webhook secret is
-          loaded, so every webhook is refused, and the daemon's socket stays on
-          127.0.0.1; changes from Vikunja then arrive with the reconciliation timer.
-          The daemon keeps running to push Taskwarrior changes either way.
+          Taskwarrior in well under a second). When disabled, the daemon's socket
+          stays on 127.0.0.1 and checks signatures against a random secret made at
+          each start, so every webhook is refused; changes from Vikunja then arrive
+          with the reconciliation timer. The daemon keeps running to push
+          Taskwarrior changes either way.
         '';
       };
 
@@ -659,13 +678,15 @@ in
     systemd.services.vikunja-sync = mkService {
       description = "vikunja-sync daemon (Vikunja webhooks, Taskwarrior outbox)";
       credentials = tokenCredential ++ secretCredential;
+      environment = lib.optionalAttrs (!cfg.webhook.enable) refusingSecretSetup.environment;
       serviceConfig = {
         Type = "notify";
         NotifyAccess = "main";
         ExecStart = "${exe} serve";
         Restart = "on-failure";
         RestartSec = "5s";
-      };
+      }
+      // lib.optionalAttrs (!cfg.webhook.enable) refusingSecretSetup.serviceConfig;
       extra = {
         # Started at boot as well as on the first connection: the hooks wake it
         # through <state_dir>/wake.sock, which only exists while it runs.

@@ -152,17 +152,21 @@ def failed_assertions(config: dict[str, Any]) -> list[str]:
     return evaluate(config, "failedAssertions")
 
 
-@pytest.fixture(scope="module")
-def full() -> dict[str, Any]:
-    """The evaluation of a configuration with every optional unit enabled."""
-    config = base_config(
+def full_config() -> dict[str, Any]:
+    """Every optional unit enabled."""
+    return base_config(
         webhook={
             "secretFile": SECRET,
             "provision": {"enable": True, "publicUrl": "https://tasks.example.com/webhook"},
         }
     )
+
+
+@pytest.fixture(scope="module")
+def full() -> dict[str, Any]:
+    """The evaluation of a configuration with every optional unit enabled."""
     result = {
-        attr: evaluate(config, attr)
+        attr: evaluate(full_config(), attr)
         for attr in (
             "failedAssertions",
             "services",
@@ -406,11 +410,37 @@ def test_secret_paths_stay_out_of_the_store(full: dict[str, Any]) -> None:
         assert TOKEN not in service["serviceConfig"]["ExecStart"]
 
 
-def test_disabling_webhooks_drops_the_secret() -> None:
-    config = base_config(webhook={"enable": False})
+def test_disabling_webhooks_refuses_them_all() -> None:
+    """No secret file is needed, and the daemon gets an unknowable one instead of none."""
+    config = base_config(webhook={"enable": False, "listenAddress": "0.0.0.0"})
     assert failed_assertions(config) == []
     daemon = evaluate(config, "services")["vikunja-sync"]
     assert daemon["serviceConfig"]["LoadCredential"] == [f"vikunja-token:{TOKEN}"]
+    secret_file = daemon["environment"]["VIKUNJA_WEBHOOK_SECRET_FILE"]
+    assert secret_file == "/run/vikunja-sync/refuse-webhooks.secret"
+    assert daemon["serviceConfig"]["RuntimeDirectory"] == "vikunja-sync"
+    assert daemon["serviceConfig"]["RuntimeDirectoryMode"] == "0700"
+    assert evaluate(config, "sockets")["vikunja-sync"]["listenStreams"] == ["127.0.0.1:8765"]
+    # with webhooks on, the real secret is used and nothing is generated
+    enabled = evaluate(base_config(), "services")["vikunja-sync"]
+    assert "VIKUNJA_WEBHOOK_SECRET_FILE" not in enabled["environment"]
+    assert "ExecStartPre" not in enabled["serviceConfig"]
+
+
+def test_refusing_secret_is_random_and_private(tmp_path: Path) -> None:
+    """Run the generated ExecStartPre script: 64 hex digits, mode 0600, new each start."""
+    config = base_config(webhook={"enable": False})
+    daemon = evaluate(config, "services")["vikunja-sync"]
+    script = evaluate(config, "refusingSecretScript")
+    target = tmp_path / "refuse-webhooks.secret"
+    body = script.replace(daemon["environment"]["VIKUNJA_WEBHOOK_SECRET_FILE"], str(target))
+    secrets = []
+    for _ in range(2):
+        assert _run(["sh", "-c", body]).returncode == 0
+        secrets.append(target.read_text())
+        assert target.stat().st_mode & 0o777 == 0o600
+    assert all(re.fullmatch(r"[0-9a-f]{64}", s) for s in secrets), secrets
+    assert secrets[0] != secrets[1]
 
 
 # --- state, config file, hooks ---------------------------------------------------
@@ -676,11 +706,13 @@ def render_units(evaluation: dict[str, Any], root: Path) -> list[Path]:
         text = _unit_section(service) + ["", "[Service]", *body, *_entries(service["serviceConfig"])]
         written.append(unit_dir / f"{name}.service")
         written[-1].write_text("\n".join(text) + "\n")
-        # verify checks that ExecStart's binary exists (under --root)
-        binary = root / _argv(service)[0].lstrip("/")
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        binary.write_text("#!/bin/sh\n")
-        binary.chmod(0o755)
+        # verify checks that the Exec*= binaries exist (under --root)
+        for key in ("ExecStart", "ExecStartPre"):
+            if key in service["serviceConfig"]:
+                binary = root / shlex.split(service["serviceConfig"][key])[0].lstrip("/")
+                binary.parent.mkdir(parents=True, exist_ok=True)
+                binary.write_text("#!/bin/sh\n")
+                binary.chmod(0o755)
     for name, socket in evaluation["sockets"].items():
         streams = [f"ListenStream={s}" for s in socket["listenStreams"]]
         text = _unit_section(socket) + ["", "[Socket]", *streams, *_entries(socket["socketConfig"])]
@@ -698,23 +730,34 @@ def render_units(evaluation: dict[str, Any], root: Path) -> list[Path]:
     return written
 
 
-@pytest.fixture(scope="module")
-def unit_root(full: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("root")
-    render_units(full, root)
-    return root
+UNIT_SETS = {
+    "all-units": full_config,
+    "webhooks-off": lambda: base_config(webhook={"enable": False}),
+}
 
 
-def test_systemd_analyze_verify_is_clean(unit_root: Path) -> None:
+@pytest.fixture(scope="module", params=sorted(UNIT_SETS))
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """The units of one configuration, evaluated and written under a fresh root."""
+    config = UNIT_SETS[request.param]()
+    evaluation = {attr: evaluate(config, attr) for attr in ("services", "sockets", "timers")}
+    root = tmp_path_factory.mktemp(request.param)
+    render_units(evaluation, root)
+    return evaluation, root
+
+
+def test_systemd_analyze_verify_is_clean(rendered: tuple[dict[str, Any], Path]) -> None:
+    _, unit_root = rendered
     units = sorted((unit_root / "etc" / "systemd" / "system").iterdir())
     result = _run([_tool("systemd-analyze"), "verify", f"--root={unit_root}", *map(str, units)])
     # verify only warns about unknown keys or bad values: any output is a finding
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
 
 
-def test_systemd_analyze_security_exposure(full: dict[str, Any], unit_root: Path) -> None:
+def test_systemd_analyze_security_exposure(rendered: tuple[dict[str, Any], Path]) -> None:
+    evaluation, unit_root = rendered
     scores = {}
-    for name in full["services"]:
+    for name in evaluation["services"]:
         result = _run(
             [
                 _tool("systemd-analyze"),

@@ -47,6 +47,8 @@ in
     inherit (config.services.vikunja-sync.hooks.script) text;
   };
   packagePath = "${config.services.vikunja-sync.package}";
+  # the ExecStartPre script's text, when there is one
+  refusingSecretScript = config.systemd.services.vikunja-sync.serviceConfig.ExecStartPre.text or null;
 
   options = map (o: {
     inherit (o) name description readOnly;
