@@ -740,6 +740,21 @@ def test_go_down_cuts_open_keep_alive_connections(emu: Emulator, api: Api) -> No
         emu.come_up()
 
 
+def test_restart_keeps_data_and_port_but_loses_undelivered_events(emu: Emulator, api: Api) -> None:
+    hung = Receiver()
+    hung.server.shutdown()  # accepts nothing any more: deliveries stay in their retries
+    hung.server.server_close()
+    add_webhook(api, 1, hung.url, ["task.created"])
+    task = api.ok("PUT", "/projects/1/tasks", 201, json={"title": "survives"})
+    port = emu.port
+    emu.stop()
+    assert emu.wait_for_webhooks(0), "stopping drops what was not delivered"
+    assert emu.webhook_deliveries[0]["state"] == "dropped"
+    emu.start()
+    assert emu.port == port
+    assert api.ok("GET", f"/tasks/{task['id']}")["title"] == "survives"
+
+
 # ---------------------------------------------------------------- admin routes and CLI
 
 

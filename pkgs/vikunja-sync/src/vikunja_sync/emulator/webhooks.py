@@ -72,21 +72,30 @@ class Dispatcher:
         self._pending = 0
         self._cond = threading.Condition()
         self._stopping = threading.Event()
+        self._stopping.set()  # until start(): events raised meanwhile are lost
         # Loopback receivers must not be routed through an environment proxy.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="emulator-webhooks", daemon=True)
+        self._queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, args=(self._queue,), name="emulator-webhooks", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop sending; undelivered events are lost, as when Vikunja restarts."""
         self._stopping.set()
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        with self._cond:
+            for record in self._records:
+                if record["state"] == "pending":
+                    record["state"] = "dropped"
+            self._pending = 0
+            self._cond.notify_all()
 
     def enqueue(self, delivery: Delivery) -> None:
         record = {
@@ -95,12 +104,13 @@ class Dispatcher:
             "status": None,
             "attempts": 0,
             "task_id": delivery.task_id,
-            "state": "pending",
+            "state": "dropped" if self._stopping.is_set() else "pending",
         }
         with self._cond:
             self._records.append(record)
-            self._pending += 1
-        self._queue.put((delivery, record))
+            if record["state"] == "pending":
+                self._pending += 1
+                self._queue.put((delivery, record))
 
     def records(self) -> list[dict[str, Any]]:
         with self._cond:
@@ -114,16 +124,17 @@ class Dispatcher:
         with self._cond:
             return self._cond.wait_for(lambda: self._pending == 0, timeout=timeout)
 
-    def _run(self) -> None:
+    def _run(self, jobs: queue.Queue[tuple[Delivery, dict[str, Any]] | None]) -> None:
         while True:
-            item = self._queue.get()
+            item = jobs.get()
             if item is None:
                 return
             delivery, record = item
             delivered = self._deliver(delivery, record)
             with self._cond:
-                record["state"] = "delivered" if delivered else "dropped"
-                self._pending -= 1
+                if record["state"] == "pending":
+                    record["state"] = "delivered" if delivered else "dropped"
+                    self._pending -= 1
                 self._cond.notify_all()
             if not delivered:
                 log.warning("webhook %s to %s dropped", delivery.event, delivery.url)
