@@ -35,8 +35,7 @@ let
   userRecord = config.users.users.${cfg.user} or { };
   userHome = userRecord.home or "/home/${cfg.user}";
 
-  # Without webhooks the daemon still runs (it drains the outbox) but holds no
-  # secret, and `serve` refuses a non-loopback address without one.
+  # Without webhooks nothing outside needs to reach the daemon's socket.
   listenAddress = if cfg.webhook.enable then cfg.webhook.listenAddress else "127.0.0.1";
   listenStream =
     if lib.hasInfix ":" listenAddress then
@@ -51,13 +50,15 @@ let
 
   # TW passes "api:2 args:… command:…" as arguments; the CLI reads only stdin,
   # so they are dropped here. The module's config file is forced so that the
-  # hooks share the services' state directory and never push themselves.
+  # hooks share the services' state directory and, with push.fallback = "none",
+  # leave every call to Vikunja to the units (which alone hold the token).
   hookScript = pkgs.writeShellScript "vikunja-sync-hook" ''
     export VIKUNJA_SYNC_CONFIG=${configPath}
     exec ${exe} hook
   '';
 
   inStore = path: lib.hasPrefix "${builtins.storeDir}/" path;
+  escapeSpecifiers = lib.replaceStrings [ "%" ] [ "%%" ];
   isAbsolute = path: lib.hasPrefix "/" path;
 
   secretAssertions =
@@ -112,15 +113,19 @@ let
     else
       null;
 
-  wildcard = address: builtins.elem address [
-    ""
-    "0.0.0.0"
-    "::"
-    "*"
-  ];
+  wildcard =
+    address:
+    builtins.elem address [
+      ""
+      "0.0.0.0"
+      "::"
+      "*"
+    ];
   overlaps =
     a: b:
-    a != null && a.port == b.port && (wildcard a.address || wildcard b.address || a.address == b.address);
+    a != null
+    && a.port == b.port
+    && (wildcard a.address || wildcard b.address || a.address == b.address);
   ours = {
     address = listenAddress;
     port = toString cfg.webhook.port;
@@ -128,7 +133,8 @@ let
   clashingSockets = lib.attrNames (
     lib.filterAttrs (
       name: socket:
-      name != "vikunja-sync" && lib.any (s: overlaps (parseListen s) ours) (socket.listenStreams or [ ])
+      name != "vikunja-sync"
+      && lib.any (s: overlaps (parseListen s) ours) (socket.listenStreams or [ ])
     ) config.systemd.sockets
   );
   vikunjaService = config.services.vikunja or { };
@@ -233,7 +239,11 @@ let
 
   # A oneshot started by a timer; exit 75 ("queued, try later") is success.
   mkOneshot =
-    { description, credentials, args }:
+    {
+      description,
+      credentials,
+      args,
+    }:
     mkService {
       inherit description credentials;
       serviceConfig = {
@@ -254,7 +264,7 @@ in
     package = mkOption {
       type = types.package;
       default = pkgs.vikunja-sync or (pkgs.callPackage ../pkgs/vikunja-sync { });
-      defaultText = literalExpression "pkgs.vikunja-sync (from this flake's overlay), else the package built from this flake's source";
+      defaultText = literalExpression "pkgs.vikunja-sync or (pkgs.callPackage ../pkgs/vikunja-sync { })";
       description = "The vikunja-sync package providing {command}`vikunja-direct`.";
     };
 
@@ -325,7 +335,7 @@ in
       script = mkOption {
         type = types.package;
         default = hookScript;
-        defaultText = literalExpression "a script running `vikunja-direct hook` with this module's config file";
+        defaultText = lib.literalMD "a script running `vikunja-direct hook` with the module's config";
         readOnly = true;
         description = ''
           The hook executable linked as both hooks, for linking it by other means
@@ -602,7 +612,8 @@ in
         '';
       }
       {
-        assertion = cfg.settings.vikunja.url == null || !(lib.hasSuffix "/api/v1" cfg.settings.vikunja.url);
+        assertion =
+          cfg.settings.vikunja.url == null || !(lib.hasSuffix "/api/v1" cfg.settings.vikunja.url);
         message = "services.vikunja-sync.settings.vikunja.url must not end in /api/v1: give the base URL of Vikunja.";
       }
       {
@@ -613,7 +624,9 @@ in
         '';
       }
       {
-        assertion = cfg.webhook.provision.enable -> (cfg.webhook.enable && cfg.webhook.provision.publicUrl != null);
+        assertion =
+          cfg.webhook.provision.enable
+          -> (cfg.webhook.enable && cfg.webhook.provision.publicUrl != null);
         message = ''
           services.vikunja-sync.webhook.provision.enable needs webhook.enable = true and
           webhook.provision.publicUrl (the URL Vikunja POSTs to, e.g. "https://tasks.example.com/webhook").
@@ -621,7 +634,9 @@ in
       }
     ]
     ++ secretAssertions "tokenFile" cfg.tokenFile
-    ++ lib.optionals cfg.webhook.enable (secretAssertions "webhook.secretFile" cfg.webhook.secretFile);
+    ++ lib.optionals cfg.webhook.enable (
+      secretAssertions "webhook.secretFile" cfg.webhook.secretFile
+    );
 
     warnings =
       lib.optional
@@ -730,7 +745,7 @@ in
       description = "vikunja-sync: create the Vikunja webhooks";
       credentials = tokenCredential ++ secretCredential;
       # The URL has no blanks or quotes (see its type); "%" would be a systemd specifier.
-      args = "provision-webhooks --target-url ${lib.replaceStrings [ "%" ] [ "%%" ] cfg.webhook.provision.publicUrl}";
+      args = "provision-webhooks --target-url ${escapeSpecifiers cfg.webhook.provision.publicUrl}";
     });
     systemd.timers.vikunja-sync-provision = mkIf cfg.webhook.provision.enable {
       description = "vikunja-sync: keep the Vikunja webhooks in place";

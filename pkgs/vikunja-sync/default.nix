@@ -30,7 +30,9 @@ python3Packages.buildPythonApplication {
     fileset = fs.unions [
       ./pyproject.toml
       ./README.md
-      (fs.difference (fs.fileFilter notBytecode ./src) (fs.maybeMissing ./src/vikunja_sync.egg-info))
+      (fs.difference (fs.fileFilter notBytecode ./src) (
+        fs.maybeMissing ./src/vikunja_sync.egg-info
+      ))
       (fs.difference (fs.fileFilter notBytecode ../../tests) nixTests)
     ];
   };

@@ -48,7 +48,8 @@ in
   };
   packagePath = "${config.services.vikunja-sync.package}";
   # the ExecStartPre script's text, when there is one
-  refusingSecretScript = config.systemd.services.vikunja-sync.serviceConfig.ExecStartPre.text or null;
+  refusingSecretScript =
+    config.systemd.services.vikunja-sync.serviceConfig.ExecStartPre.text or null;
 
   options = map (o: {
     inherit (o) name description readOnly;

@@ -10,11 +10,13 @@ let
     "aarch64-linux"
   ];
 
-  fake = system: name: extra: {
-    type = "derivation";
-    inherit name system;
-  }
-  // extra;
+  fake =
+    system: name: extra:
+    {
+      type = "derivation";
+      inherit name system;
+    }
+    // extra;
 
   fakePkgs = system: {
     stdenv.hostPlatform.system = system;

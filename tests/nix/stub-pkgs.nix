@@ -4,12 +4,13 @@
 { lib }:
 
 let
+  fakeHash = name: builtins.substring 0 32 (builtins.hashString "sha256" name);
   fakeDrv =
     name: extra:
     {
       type = "derivation";
       inherit name;
-      outPath = "${builtins.storeDir}/${builtins.substring 0 32 (builtins.hashString "sha256" name)}-${name}";
+      outPath = "${builtins.storeDir}/${fakeHash name}-${name}";
     }
     // extra;
 
