@@ -391,12 +391,13 @@ class Store:
                 id=0,
                 project_id=project_id,
                 title="",
-                index=self._next_index(project_id),
+                index=0,
                 created=now,
                 updated=now,
                 created_by_id=self.user.id,
             )
             self._apply_task_fields(task, fields)
+            task.index = self._next_index(project_id)
             task.id = self._new_id("task")
             task.position = task.id * POSITION_STEP
             task.done_at = now if task.done else None
@@ -426,7 +427,7 @@ class Store:
                 id=old.id,
                 project_id=target,
                 title=old.title,
-                index=old.index if target == old.project_id else self._next_index(target),
+                index=old.index,
                 created=old.created,
                 updated=max(now_utc(), old.updated + timedelta(seconds=1)),
                 created_by_id=old.created_by_id,
@@ -435,6 +436,8 @@ class Store:
                 label_ids=list(old.label_ids),
             )
             self._apply_task_fields(new, fields)
+            if target != old.project_id:
+                new.index = self._next_index(target)
             self._update_done(old, new)
             self._tasks[task_id] = new
             self._fire_task("task.updated", new)
