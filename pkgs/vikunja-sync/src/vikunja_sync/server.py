@@ -334,10 +334,18 @@ class WebhookServer(ThreadingHTTPServer):
 
 
 def sync_engine_factory(settings: Settings) -> EngineFactory:
-    """Engines from the real sync module (imported here: it pulls in `requests`)."""
-    from vikunja_sync.sync import engine_from_settings
+    """Engines from the real sync module, imported only when the first engine is made.
 
-    return lambda: engine_from_settings(settings)
+    It pulls in `requests`, and the daemon's own checks (listen address, secret) should
+    answer before that.
+    """
+
+    def make() -> Engine:
+        from vikunja_sync.sync import engine_from_settings
+
+        return engine_from_settings(settings)
+
+    return make
 
 
 class Daemon:
