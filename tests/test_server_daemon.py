@@ -80,7 +80,8 @@ class RecordingEngine:
     """Writes every call as a JSON line to $RECORD_FILE.
 
     While `$CONTROL_DIR/hold-drain` (or `hold-apply`) exists, a drain (an apply) waits
-    after recording its start. A task whose `fail_attempts` is N fails its first N tries.
+    after recording its start. A task whose `fail_attempts` is N fails its first N tries,
+    and any try while `$CONTROL_DIR/fail-<task id>` exists.
     """
 
     _lock = threading.Lock()
@@ -95,7 +96,9 @@ class RecordingEngine:
         return cls(Path(os.environ["RECORD_FILE"]), Path(os.environ["CONTROL_DIR"]))
 
     def _record(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"event": event, "t": time.time(), "thread": threading.current_thread().name, **fields})
+        line = json.dumps(
+            {"event": event, "t": time.time(), "pid": os.getpid(), "thread": threading.current_thread().name, **fields}
+        )
         with self._lock, self.record_file.open("a") as fh:
             fh.write(line + "\n")
 
@@ -113,7 +116,7 @@ class RecordingEngine:
         task = json.loads(entry.body)["data"]["task"]
         self._record("apply-start", inbox=entry.id, task=task["id"], attempts=entry.attempts)
         self._hold("apply")
-        if entry.attempts < task.get("fail_attempts", 0):
+        if entry.attempts < task.get("fail_attempts", 0) or (self.control / f"fail-{task['id']}").exists():
             self._record("apply-fail", inbox=entry.id, task=task["id"])
             raise RuntimeError("simulated failure")
         self._record("apply-end", inbox=entry.id, task=task["id"])
@@ -431,26 +434,44 @@ def test_entries_stored_before_start_are_applied(start, root):
     assert daemon.terminate() == 0
 
 
-def test_a_failing_entry_is_retried_with_backoff_without_blocking_others(start):
+def test_a_failing_entry_is_retried_with_backoff_and_keeps_its_place(start):
     daemon = start()
     assert daemon.post(envelope(10, fail_attempts=2)) == 202
     assert daemon.post(envelope(11)) == 202
-    ten = [r for r in daemon.wait_until(lambda: _applied(daemon, 10), "task 10 applied") if r["task"] == 10]
-    assert [(r["event"], r.get("attempts")) for r in ten] == [
-        ("apply-start", 0),
-        ("apply-fail", None),
-        ("apply-start", 1),
-        ("apply-fail", None),
-        ("apply-start", 2),
-        ("apply-end", None),
+    daemon.wait_until(lambda: _applied(daemon, 11), "task 11 applied")
+    applies = [r for r in daemon.records() if r["event"].startswith("apply")]
+    assert [(r["event"], r["task"], r.get("attempts")) for r in applies] == [
+        ("apply-start", 10, 0),
+        ("apply-fail", 10, None),
+        ("apply-start", 10, 1),
+        ("apply-fail", 10, None),
+        ("apply-start", 10, 2),
+        ("apply-end", 10, None),
+        ("apply-start", 11, 0),  # strictly in order: 11 waited for 10
+        ("apply-end", 11, None),
     ]
     # Backoff lower bounds (the retry is scheduled after the failure was recorded): 1 s, then 2 s.
-    assert ten[2]["t"] - ten[1]["t"] >= retry_delay(0) == 1
-    assert ten[4]["t"] - ten[3]["t"] >= retry_delay(1) == 2
-    eleven_end = next(r for r in daemon.records("apply-end") if r["task"] == 11)
-    assert eleven_end["t"] < ten[2]["t"]  # task 11 did not wait for task 10's retries
+    assert applies[2]["t"] - applies[1]["t"] >= retry_delay(0) == 1
+    assert applies[4]["t"] - applies[3]["t"] >= retry_delay(1) == 2
     daemon.wait_until(lambda: daemon.store.inbox_depth() == 0, "an empty inbox")
     assert daemon.terminate() == 0
+
+
+def test_a_failed_entry_keeps_its_attempts_across_a_restart(start, root):
+    (root / "control" / "fail-12").touch()
+    daemon = start()
+    assert daemon.post(envelope(12)) == 202
+    daemon.wait_records("apply-fail", 1)
+    assert daemon.terminate() == 0
+    failures = len(daemon.records("apply-fail"))
+    assert daemon.store.next_inbox(now=float("inf")).attempts == failures
+    (root / "control" / "fail-12").unlink()
+    restarted = start(NOTIFY_SOCKET=str(root / "notify2.sock"))
+    [end] = restarted.wait_records("apply-end", 1)
+    last_start = restarted.records("apply-start")[-1]
+    assert (end["task"], end["pid"]) == (12, restarted.proc.pid)
+    assert (last_start["pid"], last_start["attempts"]) == (restarted.proc.pid, failures)
+    assert restarted.terminate() == 0
 
 
 def _applied(daemon: DaemonProcess, task_id: int) -> list[dict[str, Any]] | None:

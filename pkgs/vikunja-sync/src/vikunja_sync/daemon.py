@@ -3,10 +3,9 @@
 Two workers run beside the HTTP server, each with its own sync engine (an engine
 is not thread-safe; the engine's cross-process sync lock serialises their writes):
 
-* the apply worker is the single Taskwarrior writer for webhooks: it takes inbox
-  entries oldest first and retries a failing one with exponential backoff while
-  later entries go ahead (the engine ignores stale events, so per-task order is
-  kept by timestamps, and one poisoned entry cannot stall all others);
+* the apply worker is the single Taskwarrior writer for webhooks: it applies inbox
+  entries strictly oldest first and retries a failing one with exponential backoff
+  before going on;
 * the drain worker pushes the outbox once at start, every ``drain_interval``,
   and whenever a datagram arrives on the wake socket. Wakes are left queued in
   the socket while a drain runs, so any number of them cause exactly one more
@@ -20,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import selectors
 import socket
@@ -219,7 +219,13 @@ class _Worker(ABC):
 
 
 class ApplyWorker(_Worker):
-    """Applies inbox entries one at a time: the daemon's only Taskwarrior writer for webhooks."""
+    """Applies inbox entries strictly oldest first: the daemon's only Taskwarrior writer for webhooks.
+
+    A failing entry blocks the ones behind it until its retry succeeds: letting a later
+    `task.deleted` overtake an earlier `task.updated` would let the retried update
+    re-create the deleted task. The engine raises only for failures worth retrying, so
+    the wait is for Vikunja or Taskwarrior to recover, not for a bad payload.
+    """
 
     name = "vikunja-apply"
 
@@ -228,6 +234,7 @@ class ApplyWorker(_Worker):
         self._store = store
         self._engine = engine
         self._wake = threading.Event()
+        self._blocked: tuple[int, float] | None = None  # (entry id, monotonic time of its next try)
 
     def wake(self) -> None:
         """Called by the HTTP handler after it stored an entry."""
@@ -241,20 +248,24 @@ class ApplyWorker(_Worker):
         while not self._stopping.is_set():
             self._wake.clear()  # before looking, so an entry stored meanwhile is not slept through
             try:
-                entry = self._store.next_inbox()
+                entry = self._store.next_inbox(now=math.inf)  # the oldest entry, whether due or not
                 if entry is None:
-                    self._wake.wait(self._idle_timeout())
+                    self._wake.wait()
+                    continue
+                pause = self._pause_before(entry)
+                if pause > 0:
+                    self._wake.wait(pause)
                     continue
                 self._apply(entry)
             except Exception:
                 log.exception("inbox worker: the state database failed; retrying in 5 s")
                 self._wake.wait(5.0)
 
-    def _idle_timeout(self) -> float | None:
-        due = self._store.next_inbox_due()
-        if due is None:
-            return None  # empty inbox: sleep until a webhook arrives
-        return min(MAX_RETRY_DELAY, max(0.0, due - time.time()))
+    def _pause_before(self, entry: InboxEntry) -> float:
+        """Seconds until `entry` may be tried; after a restart a failed entry is tried at once."""
+        if self._blocked is None or self._blocked[0] != entry.id:
+            return 0.0
+        return self._blocked[1] - time.monotonic()
 
     def _apply(self, entry: InboxEntry) -> None:
         try:
@@ -270,7 +281,9 @@ class ApplyWorker(_Worker):
                 delay,
             )
             self._store.inbox_retry(entry.id, f"{type(exc).__name__}: {exc}", delay)
+            self._blocked = (entry.id, time.monotonic() + delay)
             return
+        self._blocked = None
         self._store.inbox_done(entry.id)
         if outcome.success:
             log.info("inbox #%d applied: %s", entry.id, outcome.action)
