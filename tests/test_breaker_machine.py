@@ -138,6 +138,7 @@ class SharedBreakerMachine(RuleBasedStateMachine):
         ]
         self.model = Model()
         self.pending: list[Pending] = []
+        event(f"seed: {seed}")
         if seed is not None:
             state, failures, last = seed
             self.dir.mkdir(mode=0o700)
@@ -279,7 +280,7 @@ class SharedBreakerMachine(RuleBasedStateMachine):
 
 
 SharedBreakerMachine.TestCase.settings = settings(
-    max_examples=100,
+    max_examples=150,
     stateful_step_count=50,
     deadline=None,
     derandomize=True,
