@@ -1,0 +1,208 @@
+"""What the Taskwarrior hook adds to `task add`, and proof that it stays off `requests`.
+
+Two identical Taskwarrior data dirs (hooks=on in both); only one has the vikunja-sync hooks.
+The sync is configured as in production with a daemon: push.fallback = "none" and a bound
+wake socket (a dummy datagram listener standing in for `serve`), so the hook writes the
+outbox, sends its wake datagram and exits; no drain is spawned and no network is touched.
+
+Rows are measured interleaved (a different order each round), so drift on the machine hits
+all of them alike. "Added" is median(with hooks) - median(without); the paired differences
+give its spread. The hook's interpreter start (`python -c pass`) is the floor any hook pays.
+
+Run: .venv/bin/python bench/hook_overhead.py [--quick] [--runs N]
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import benchlib as bl
+
+from vikunja_sync.store import Store
+
+BUDGET_ADDED_MS = 45.0
+HEAVY_MODULES = ("requests", "urllib3", "http.client", "vikunja_sync.sync", "vikunja_sync.vikunja", "subprocess")
+WARMUP = 3
+
+
+class WakeListener:
+    """Binds the wake socket like `serve` does and counts the datagrams the hooks send."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.wakes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sock.recv(64)
+                self.wakes += 1
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str], env: dict[str, str], stdin: str | None = None) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds of the command and everything it waited for (the hooks)."""
+    cpu = children_cpu()
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, input=stdin, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise bl.BenchError(f"{cmd[0]} exited {proc.returncode}: {proc.stderr.strip()}")
+    return elapsed, children_cpu() - cpu
+
+
+def task_json(i: int) -> str:
+    return json.dumps({"uuid": str(uuid.UUID(int=i + 1)), "description": f"hook alone {i}", "status": "pending"})
+
+
+@dataclass
+class Import:
+    name: str
+    depth: int
+    self_us: int
+    cumulative_us: int
+
+
+def importtime(cmd: list[str], env: dict[str, str], stdin: str | None) -> list[Import]:
+    """Every module the command imports, from `python -X importtime`."""
+    proc = subprocess.run(cmd, env=env, input=stdin, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise bl.BenchError(f"importtime run failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    found = []
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "imported package" in line:
+            continue
+        self_us, cumulative_us, name = line.removeprefix("import time:").split("|")
+        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
+        found.append(Import(name.strip(), depth, int(self_us), int(cumulative_us)))
+    return found
+
+
+def measure(
+    args, world_hooks: bl.World, world_plain: bl.World, hook: Path
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and CPU samples per row."""
+    rows = {
+        "python -c pass (hook's interpreter)": lambda i: timed([sys.executable, "-c", "pass"], world_plain.env),
+        "task add, no hooks": lambda i: timed(
+            ["task", "rc.confirmation=off", "rc.verbose=nothing", "add", f"plain {i}"], world_plain.env
+        ),
+        "task add, vikunja-sync hooks": lambda i: timed(
+            ["task", "rc.confirmation=off", "rc.verbose=nothing", "add", f"hooked {i}"], world_hooks.env
+        ),
+        "hook alone (on-add, one task on stdin)": lambda i: timed([str(hook)], world_hooks.env, task_json(i)),
+    }
+    wall: dict[str, list[float]] = {name: [] for name in rows}
+    cpu: dict[str, list[float]] = {name: [] for name in rows}
+    order = list(rows)
+    rng = random.Random(bl.SEED)
+    for i in range(-WARMUP, args.runs):
+        rng.shuffle(order)
+        for name in order:
+            elapsed, used = rows[name](i + WARMUP)
+            if i >= 0:
+                wall[name].append(elapsed)
+                cpu[name].append(used)
+    return wall, cpu
+
+
+def main(args) -> int:
+    bl.print_header("hook overhead: task add with vs without the vikunja-sync hooks", args)
+    with bl.temp_root("hook") as root:
+        world_hooks = bl.make_world(root / "with-hooks", "http://127.0.0.1:9")
+        world_plain = bl.make_world(root / "without-hooks", "http://127.0.0.1:9")
+        hook = next(p for p in world_hooks.install_hooks() if p.name.startswith("on-add"))
+        listener = WakeListener(world_hooks.state_dir / "wake.sock")
+        try:
+            samples, cpu = measure(args, world_hooks, world_plain, hook)
+            imports = importtime([sys.executable, "-X", "importtime", str(hook)], world_hooks.env, task_json(10**6))
+            baseline = importtime([sys.executable, "-X", "importtime", "-c", "pass"], world_hooks.env, None)
+        finally:
+            listener.close()
+        queued = len(Store(world_hooks.database).pending())
+        expected = 2 * (args.runs + WARMUP) + 1  # task adds + hook-alone runs + the importtime run
+        if queued != expected:
+            raise bl.BenchError(f"the outbox holds {queued} entries, expected {expected}: the hook did not queue")
+        if listener.wakes < expected:
+            raise bl.BenchError(f"the wake socket got {listener.wakes} datagrams, expected {expected}")
+
+    print(
+        bl.table(
+            (*bl.SUMMARY_HEADERS, "cpu median ms"),
+            [[*bl.summary_row(name, values), bl.ms(statistics.median(cpu[name]))] for name, values in samples.items()],
+        )
+    )
+    hooked, plain = samples["task add, vikunja-sync hooks"], samples["task add, no hooks"]
+    python_start = statistics.median(samples["python -c pass (hook's interpreter)"])
+    added = statistics.median(hooked) - statistics.median(plain)
+    paired = bl.Summary.of([h - p for h, p in zip(hooked, plain)])
+    print(
+        f"\nadded by the hooks: {bl.ms(added):.1f} ms median (paired differences: median {bl.ms(paired.median):.1f}, "
+        f"p95 {bl.ms(paired.p95):.1f} ms) = {added / python_start:.2f} x a bare interpreter start "
+        f"({bl.ms(python_start):.1f} ms)"
+    )
+    cpu_added = statistics.median(cpu["task add, vikunja-sync hooks"]) - statistics.median(cpu["task add, no hooks"])
+    print(f"CPU time added: {bl.ms(cpu_added):.1f} ms median (insensitive to other load on the machine)")
+    print(
+        f"every hooked add was queued ({queued} outbox entries) and woke the stand-in daemon ({listener.wakes} wakes)"
+    )
+
+    names = {i.name for i in imports}
+    extra = names - {i.name for i in baseline}
+    heavy = [m for m in HEAVY_MODULES if m in names]
+    print(
+        f"\nimports on the hook path (python -X importtime {hook.name}): {len(names)} modules, "
+        f"{len(extra)} more than `python -c pass`; {sum(i.self_us for i in imports) / 1000:.1f} ms importing"
+    )
+    slowest = sorted((i for i in imports if i.name in extra), key=lambda i: i.self_us, reverse=True)[:3]
+    print(
+        bl.table(
+            ("slowest imports (self time)", "self ms", "cumulative ms"),
+            [[i.name, i.self_us / 1000, i.cumulative_us / 1000] for i in slowest],
+        )
+    )
+    print(f"heavy modules imported: {', '.join(heavy) if heavy else 'none'} (checked: {', '.join(HEAVY_MODULES)})")
+
+    budgets = [bl.Budget("hook adds to task add (median)", bl.ms(added), BUDGET_ADDED_MS, "ms")]
+    code = bl.finish(budgets, args)
+    verdict = "PASS" if not heavy else "FAIL"
+    print(f"  {verdict}  requests not imported on the hook path")
+    if heavy and args.strict:
+        return 3
+    return code
+
+
+if __name__ == "__main__":
+    p = bl.parser(__doc__.split("\n", 1)[0])
+    p.add_argument("--runs", type=int, help="runs per row (default 60, --quick 30)")
+    parsed = p.parse_args()
+    parsed.runs = parsed.runs or (30 if parsed.quick else 60)
+    bl.run_main(main, parsed)

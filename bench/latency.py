@@ -1,0 +1,207 @@
+"""End-to-end sync latency in both directions, through a running `vikunja-direct serve`.
+
+Set-up: the bundled Vikunja emulator in this process, a Taskwarrior data dir with the hooks
+installed, `serve` as a subprocess, webhooks provisioned by `provision-webhooks`.
+
+Taskwarrior -> Vikunja: the clock starts when `task add` / `task modify` is started and stops
+when the emulator's in-memory store holds the change (polled in process every 0.5 ms: a task
+count or one task read under the store's lock, which costs microseconds).
+
+Vikunja -> Taskwarrior: the clock starts just before `emu.update_task` / `emu.create_task`
+(the "web UI" edit, which queues the signed webhook) and stops when the sync's `links` row for
+that task carries the new fingerprint (or appears). `apply` writes that row right after
+`task import` returned, so it marks the moment Taskwarrior holds the change; reading it from
+a read-only sqlite connection every 0.5 ms does not block the daemon (WAL). Polling
+`task export` instead would start a `task` process every poll and compete with the daemon's
+own. Each sample is then verified with one `task _get` outside the clock.
+
+Between samples the system is left to settle (outbox and inbox empty, echo webhooks
+delivered), so every sample starts from idle.
+
+Run: .venv/bin/python bench/latency.py [--quick] [--runs N]
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import benchlib as bl
+
+from vikunja_sync.emulator import Emulator
+
+POLL = 0.0005
+BUDGET_TW_TO_VIKUNJA_MS = 100.0
+BUDGET_VIKUNJA_TO_TW_MS = 50.0
+WARMUP = 2
+
+
+class Bench:
+    def __init__(self, world: bl.World, emu: Emulator, serve: bl.Serve) -> None:
+        self.world = world
+        self.emu = emu
+        self.serve = serve
+        self.db = sqlite3.connect(f"file:{world.database}?mode=ro", uri=True, isolation_level=None)
+        self.inbox_project = next(p["id"] for p in emu.projects() if p["title"].lower() == "inbox")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- state probes ----------------------------------------------------------
+    def scalar(self, sql: str, *params: Any) -> Any:
+        row = self.db.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def link_uuid(self, vikunja_id: int) -> str | None:
+        return self.scalar("SELECT tw_uuid FROM links WHERE vikunja_id = ?", vikunja_id)
+
+    def fingerprint(self, vikunja_id: int) -> str | None:
+        return self.scalar("SELECT fingerprint FROM links WHERE vikunja_id = ?", vikunja_id)
+
+    def settle(self) -> None:
+        """Wait until nothing is in flight: webhooks delivered, inbox and outbox empty."""
+        for _ in range(2):  # an apply or push can queue one more echo; look twice
+            if not self.emu.wait_for_webhooks(bl.WAIT):
+                raise bl.BenchError("the emulator's webhooks were not delivered")
+            bl.wait_until(
+                "inbox and outbox to empty",
+                lambda: self.scalar("SELECT (SELECT COUNT(*) FROM inbox) + (SELECT COUNT(*) FROM outbox)") == 0,
+            )
+            time.sleep(0.05)
+        self.serve.health()  # raises if serve died
+
+    def get_description(self, uuid: str) -> str:
+        return self.world.task("rc.hooks=off", "_get", f"{uuid}.description").stdout.strip()
+
+    # --- one sample each -----------------------------------------------------------
+    def tw_command(self, args: list[str], arrived: Callable[[], bool]) -> tuple[float, float]:
+        """(seconds until Vikunja holds it, seconds the `task` command took)."""
+        cmd = ["task", "rc.confirmation=off", "rc.verbose=nothing", *args]
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=self.world.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        returned = None
+        deadline = start + bl.WAIT
+        while not arrived():
+            now = time.perf_counter()
+            if returned is None and proc.poll() is not None:
+                returned = now - start
+            if now > deadline:
+                raise bl.BenchError(
+                    f"`task {' '.join(args)}` did not reach Vikunja; serve log:\n{self.serve.log_tail()}"
+                )
+            time.sleep(POLL)
+        latency = time.perf_counter() - start
+        if proc.wait(bl.WAIT) != 0:
+            raise bl.BenchError(f"`task {' '.join(args)}` failed: {proc.stderr.read().decode()}")
+        proc.stderr.close()
+        return latency, returned if returned is not None else time.perf_counter() - start
+
+    def add(self, i: int) -> tuple[float, float, int]:
+        before = self.emu.store.task_count()
+        title = f"tw add {i}"
+        latency, command = self.tw_command(["add", title], lambda: self.emu.store.task_count() > before)
+        vikunja_id = max(t["id"] for t in self.emu.tasks() if t["title"] == title)
+        self.settle()
+        if self.link_uuid(vikunja_id) is None:
+            raise bl.BenchError(f"{title!r} reached Vikunja but was not linked")
+        return latency, command, vikunja_id
+
+    def modify(self, i: int, vikunja_id: int) -> tuple[float, float]:
+        uuid = self.link_uuid(vikunja_id)
+        title = f"tw modify {i}"
+        latency, command = self.tw_command(
+            [uuid, "modify", title], lambda: (self.emu.get_task(vikunja_id) or {}).get("title") == title
+        )
+        self.settle()
+        return latency, command
+
+    def remote_update(self, i: int, vikunja_id: int) -> float:
+        old = self.fingerprint(vikunja_id)
+        title = f"vikunja update {i}"
+        start = time.perf_counter()
+        self.emu.update_task(vikunja_id, title=title)
+        self._until(lambda: self.fingerprint(vikunja_id) != old, start, title)
+        latency = time.perf_counter() - start
+        self.settle()
+        if self.get_description(self.link_uuid(vikunja_id)) != title:
+            raise bl.BenchError(f"the link changed but Taskwarrior does not hold {title!r}")
+        return latency
+
+    def remote_create(self, i: int) -> float:
+        title = f"vikunja create {i}"
+        start = time.perf_counter()
+        created = self.emu.create_task(self.inbox_project, title=title)
+        self._until(lambda: self.link_uuid(created["id"]) is not None, start, title)
+        latency = time.perf_counter() - start
+        self.settle()
+        if self.get_description(self.link_uuid(created["id"])) != title:
+            raise bl.BenchError(f"the link appeared but Taskwarrior does not hold {title!r}")
+        return latency
+
+    def _until(self, check: Callable[[], bool], start: float, what: str) -> None:
+        while not check():
+            if time.perf_counter() - start > bl.WAIT:
+                raise bl.BenchError(f"{what!r} did not reach Taskwarrior; serve log:\n{self.serve.log_tail()}")
+            time.sleep(POLL)
+
+
+def run(args, bench: Bench) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {
+        "TW->Vikunja task add": [],
+        "  of which `task add` ran": [],
+        "TW->Vikunja task modify": [],
+        "  of which `task modify` ran": [],
+        "Vikunja->TW update (title)": [],
+        "Vikunja->TW create": [],
+    }
+    for i in range(-WARMUP, args.runs):
+        add, add_cmd, vikunja_id = bench.add(i)
+        mod, mod_cmd = bench.modify(i, vikunja_id)
+        update = bench.remote_update(i, vikunja_id)
+        create = bench.remote_create(i)
+        if i < 0:
+            continue
+        for name, value in zip(samples, (add, add_cmd, mod, mod_cmd, update, create)):
+            samples[name].append(value)
+    return samples
+
+
+def main(args) -> int:
+    bl.print_header("sync latency through `vikunja-direct serve`", args)
+    with bl.temp_root("latency") as root, Emulator(token=bl.TOKEN) as emu:
+        world = bl.make_world(root, emu.url)
+        world.install_hooks()
+        with bl.Serve(world) as serve:
+            world.cli("provision-webhooks", "--target-url", f"{serve.base}/webhook")
+            bench = Bench(world, emu, serve)
+            try:
+                samples = run(args, bench)
+            finally:
+                bench.close()
+            rss = serve.peak_rss_kib()
+
+    print(bl.table(bl.SUMMARY_HEADERS, [bl.summary_row(name, values) for name, values in samples.items()]))
+    print(f"\npeak RSS of serve: {rss / 1024:.1f} MiB; poll period {bl.ms(POLL):.1f} ms")
+
+    def p50(name: str) -> float:
+        return bl.ms(statistics.median(samples[name]))
+
+    budgets = [
+        bl.Budget("TW->Vikunja task add p50", p50("TW->Vikunja task add"), BUDGET_TW_TO_VIKUNJA_MS, "ms"),
+        bl.Budget("TW->Vikunja task modify p50", p50("TW->Vikunja task modify"), BUDGET_TW_TO_VIKUNJA_MS, "ms"),
+        bl.Budget("Vikunja->TW update p50", p50("Vikunja->TW update (title)"), BUDGET_VIKUNJA_TO_TW_MS, "ms"),
+        bl.Budget("Vikunja->TW create p50", p50("Vikunja->TW create"), BUDGET_VIKUNJA_TO_TW_MS, "ms"),
+    ]
+    return bl.finish(budgets, args)
+
+
+if __name__ == "__main__":
+    p = bl.parser(__doc__.split("\n", 1)[0])
+    p.add_argument("--runs", type=int, help="samples per direction (default 30, --quick 10)")
+    parsed = p.parse_args()
+    parsed.runs = parsed.runs or (10 if parsed.quick else 30)
+    bl.run_main(main, parsed)
