@@ -388,6 +388,7 @@ class Daemon:
             self._start()
         except BaseException:
             self._release()
+            self._stop.close()
             raise
         host, port = self.address
         where = f"http://{f'[{host}]' if ':' in host else host}:{port}{self.settings.webhook_path}"
