@@ -84,6 +84,7 @@ def machine() -> dict[str, str]:
 
 
 def print_header(title: str, args: argparse.Namespace) -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # keep our lines in order with the sync's log lines on stderr
     print(f"== {title} ==")
     for key, value in machine().items():
         print(f"  {key:<15} {value}")
@@ -278,6 +279,7 @@ def make_world(
     taskrc.write_text(f"data.location={taskdata}\nhooks=on\nnews.version=99.99.99\n")
     (root / "token").write_text(TOKEN + "\n")
     (root / "secret").write_text(SECRET)
+    (root / "state").mkdir(mode=0o700)  # as systemd's StateDirectory= would (`reconcile` expects it)
     port = free_port()
     config = root / "config.toml"
     config.write_text(
