@@ -59,9 +59,7 @@ class SyncWorld:
         out = self.task("rc.json.array=on", *filters, "export").stdout
         return json.loads(out) if out.strip() else []
 
-    def cli(
-        self, *args: str, stdin: str | None = None, check: bool = False
-    ) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, stdin: str | None = None, check: bool = False) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "vikunja_sync", *args],
             env=self.env,
@@ -76,7 +74,7 @@ class SyncWorld:
         install_hooks(self.root / "taskdata" / "hooks")
 
     def last_uuid(self) -> str:
-        return self.task("_get", "+LATEST.uuid").stdout.strip()
+        return self.task("+LATEST", "_uuids").stdout.strip()
 
 
 def make_world(root: Path, emulator: Emulator, **config: Any) -> SyncWorld:

@@ -41,7 +41,7 @@ def drain(world) -> None:
 def test_lifecycle_reaches_vikunja_and_keeps_unowned_fields(world):
     world.install_hooks()
     emu = world.emulator
-    world.task("add", "Write report", "project:Work", "+office", "+q-4", "due:2030-03-01T09:00:00Z", "priority:H")
+    world.task("add", "Write report", "project:Work", "tags:office,q-4", "due:2030-03-01T09:00:00Z", "priority:H")
     uuid = world.last_uuid()
     drain(world)
     task = only(emu, "Write report")

@@ -148,7 +148,9 @@ class SyncEngine:
         if project_id not in self._projects:
             self._refresh_projects()
         project = self._projects.get(project_id)
-        return str(project["title"]) if project else self.settings.default_project
+        title = str(project["title"]) if project else self.settings.default_project
+        # Vikunja's "Inbox" is TW's default project, whatever its capitalisation.
+        return self.settings.default_project if title.lower() == self.settings.default_project.lower() else title
 
     def project_id(self, title: str) -> int:
         """The project with this title (case-insensitive), created on demand."""
@@ -209,8 +211,11 @@ class SyncEngine:
             action = "created"
         else:
             body = mapping.vikunja_update_body(current, desired, project_id)
-            final = current if body == current else self.client.replace_task(int(current["id"]), body)
-            action = "unchanged" if body == current else "updated"
+            unchanged = body == {k: v for k, v in current.items() if k != "labels"}
+            if not unchanged:  # a replace leaves labels alone, whatever its answer shows
+                current = {**self.client.replace_task(int(current["id"]), body), "labels": current.get("labels")}
+            final = current
+            action = "unchanged" if unchanged else "updated"
         vikunja_id = int(final["id"])
         labelled = self._sync_labels(vikunja_id, final, desired.tags)
         if action == "unchanged" and labelled["labels"] != final["labels"]:
