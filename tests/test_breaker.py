@@ -331,6 +331,15 @@ def test_an_admission_records_once(state_dir, clock):
     assert breaker.snapshot().failures == 1
 
 
+def test_record_accepts_outcome_names(state_dir, clock):
+    breaker = make(state_dir, clock)
+    breaker.record(breaker.admit(), "failure")
+    breaker.record(breaker.admit(), Outcome.NEUTRAL)
+    assert breaker.snapshot().failures == 1
+    with pytest.raises(ValueError):
+        breaker.record(breaker.admit(), "timeout")
+
+
 def test_guard_counts_one_failure_for_a_call_with_retries(state_dir, clock):
     breaker = make(state_dir, clock)
     attempts = 0

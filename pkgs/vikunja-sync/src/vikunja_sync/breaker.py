@@ -39,7 +39,6 @@ import logging
 import math
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -94,7 +93,12 @@ class BreakerState:
 
 
 class CircuitBreakerOpen(Exception):
-    """Raised instead of making a request; callers queue the change and retry later."""
+    """Raised instead of making a request; callers queue the change and retry later.
+
+    ``retry_after`` is the seconds until a trial may be admitted (recovery time left,
+    or the in-flight trial's remaining lease); after a manual ``trip()`` it is
+    ``recovery_timeout`` (a finite re-check hint) and ``forced`` is True.
+    """
 
     def __init__(self, state: BreakerState) -> None:
         self.retry_after: float = state.retry_after
@@ -373,7 +377,7 @@ class CircuitBreaker:
             elif view.state == OPEN or view.trial_in_progress:
                 result.append(view)
             else:
-                trial_id = uuid.uuid4().hex
+                trial_id = os.urandom(16).hex()
                 result.append(Admission(trial=True, trial_id=trial_id))
                 log.info("circuit breaker half-open: admitting one trial request")
                 record = replace(
@@ -391,8 +395,9 @@ class CircuitBreaker:
 
     # ----- outcomes ------------------------------------------------------------
 
-    def record(self, admission: Admission, outcome: Outcome) -> None:
+    def record(self, admission: Admission, outcome: Outcome | str) -> None:
         """Record the outcome of one admitted logical call (once per admission)."""
+        outcome = Outcome(outcome)
         if admission.recorded:
             raise RuntimeError("this admission's outcome was already recorded")
         admission.recorded = True
