@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
-RECENT_PUSHES_KEPT = 8
+RECENT_PUSHES_KEPT = 32
 CREATE_INTENT_PREFIX = "create-intent:"  # meta key of a create not yet linked
 
 
@@ -216,14 +216,14 @@ class Store:
             return [self._link(r) for r in conn.execute("SELECT * FROM links").fetchall()]
 
     def save_link(
-        self, tw_uuid: str, vikunja_id: int, fingerprint: str, vikunja_updated: float, pushed: bool = False
+        self, tw_uuid: str, vikunja_id: int, fingerprint: str, vikunja_updated: float, pushed: Sequence[str] = ()
     ) -> None:
-        """Record agreement on a task; `pushed` remembers the fingerprint to recognise its echo."""
+        """Record agreement on a task; `pushed` are the states our writes left, to recognise their echoes."""
         with self._transaction() as conn:
             row = conn.execute("SELECT recent_pushes FROM links WHERE tw_uuid = ?", (tw_uuid,)).fetchone()
             recent = json.loads(row[0]) if row else []
-            if pushed:
-                recent = ([fingerprint] + [f for f in recent if f != fingerprint])[:RECENT_PUSHES_KEPT]
+            fresh = list(dict.fromkeys(reversed(pushed)))
+            recent = (fresh + [f for f in recent if f not in fresh])[:RECENT_PUSHES_KEPT]
             # One Vikunja id belongs to one TW task: a stale link of another uuid is replaced.
             conn.execute("DELETE FROM links WHERE vikunja_id = ? AND tw_uuid != ?", (vikunja_id, tw_uuid))
             conn.execute("DELETE FROM meta WHERE key = ?", (CREATE_INTENT_PREFIX + tw_uuid,))

@@ -69,6 +69,7 @@ class SyncLock:
 
     @contextmanager
     def hold(self, wait: bool = True) -> Iterator[bool]:
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
@@ -181,18 +182,25 @@ class SyncEngine:
             return link.vikunja_id
         return uda_vikunja_id(task) or legacy_vikunja_id(task)
 
-    def _sync_labels(self, task_id: int, vtask: dict[str, Any], tags: frozenset[str]) -> dict[str, Any]:
+    def _sync_labels(self, task_id: int, vtask: dict[str, Any], tags: frozenset[str]) -> Iterator[dict[str, Any]]:
+        """Add and remove labels one call at a time, yielding each state Vikunja passes through."""
         present = {str(lbl["title"]): lbl for lbl in vtask.get("labels") or []}
         for title in sorted(set(present) - tags):
             self.client.remove_label(task_id, int(present.pop(title)["id"]))
+            yield {**vtask, "labels": list(present.values())}
         for title in sorted(tags - set(present)):
             label_id = self.label_id(title)
             self.client.add_label(task_id, label_id)
             present[title] = {"id": label_id, "title": title}
-        return {**vtask, "labels": list(present.values())}
+            yield {**vtask, "labels": list(present.values())}
 
     def push_task(self, uuid: str, task: dict[str, Any], current: dict[str, Any] | None = None) -> Outcome:
-        """Make Vikunja hold this TW task's synced fields; `current` saves a GET when known."""
+        """Make Vikunja hold this TW task's synced fields; `current` saves a GET when known.
+
+        Every state a write leaves in Vikunja (after the replace, after each label call)
+        fires its own webhook, so each is remembered as ours: none of those echoes may
+        be applied back to Taskwarrior.
+        """
         from vikunja_sync.vikunja import NotFound
 
         desired = mapping.fields_from_tw(task, self.settings.default_project)
@@ -207,21 +215,24 @@ class SyncEngine:
             current = self._created_before_crash(uuid, desired, project_id)
         if current is None:
             self.store.set_meta(CREATE_INTENT_PREFIX + uuid, str(time.time()))
-            final = self.client.create_task(project_id, mapping.vikunja_create_body(desired))
-            action = "created"
+            state = self.client.create_task(project_id, mapping.vikunja_create_body(desired))
+            states, action = [state], "created"
         else:
             body = mapping.vikunja_update_body(current, desired, project_id)
-            unchanged = body == {k: v for k, v in current.items() if k != "labels"}
-            if not unchanged:  # a replace leaves labels alone, whatever its answer shows
-                current = {**self.client.replace_task(int(current["id"]), body), "labels": current.get("labels")}
-            final = current
-            action = "unchanged" if unchanged else "updated"
-        vikunja_id = int(final["id"])
-        labelled = self._sync_labels(vikunja_id, final, desired.tags)
-        if action == "unchanged" and labelled["labels"] != final["labels"]:
-            action = "updated"
-        agreed = mapping.fields_from_vikunja(labelled, desired.project)
-        self.store.save_link(uuid, vikunja_id, mapping.fingerprint(agreed), _timestamp(final.get("updated")), True)
+            state, states, action = current, [], "unchanged"
+            if body != {k: v for k, v in current.items() if k != "labels"}:
+                # A replace leaves labels alone, whatever its answer shows.
+                state = {**self.client.replace_task(int(current["id"]), body), "labels": current.get("labels")}
+                states, action = [state], "updated"
+        vikunja_id = int(state["id"])
+        labelled = list(self._sync_labels(vikunja_id, state, desired.tags))
+        if labelled:
+            states += labelled
+            state = labelled[-1]
+            action = "updated" if action == "unchanged" else action
+        seen = [mapping.fingerprint(mapping.fields_from_vikunja(s, desired.project)) for s in states]
+        agreed = mapping.fingerprint(mapping.fields_from_vikunja(state, desired.project))
+        self.store.save_link(uuid, vikunja_id, agreed, _timestamp(state.get("updated")), pushed=seen)
         if uda_vikunja_id(task) != vikunja_id:
             self._write_back_id(uuid, vikunja_id)
         return Outcome(True, action, uuid, vikunja_id)
@@ -402,7 +413,7 @@ class SyncEngine:
     def tw_version(self, task: dict[str, Any] | None, remote: mapping.SyncedFields, vikunja_id: int) -> dict[str, Any]:
         new = mapping.tw_task_updated(task, remote, self.settings.default_project)
         new.setdefault("uuid", str(uuidlib.uuid4()))
-        new[UDA] = vikunja_id
+        new[UDA] = str(vikunja_id)
         new["modified"] = mapping.format_tw_date(datetime.now(UTC))
         return new
 
