@@ -172,6 +172,8 @@ class Budget:
 def finish(budgets: Sequence[Budget], args: argparse.Namespace) -> int:
     """Print the verdicts; exit 0 unless --strict and a budget was missed."""
     print("\nBudgets")
+    if not budgets:
+        print("  (none stated for this benchmark: figures only)")
     for budget in budgets:
         print("  " + budget.line())
     missed = [b for b in budgets if not b.passed]
