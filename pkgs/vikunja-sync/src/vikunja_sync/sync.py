@@ -448,6 +448,6 @@ def engine_from_settings(settings: Settings) -> SyncEngine:
         settings.state_dir,
         failure_threshold=settings.failure_threshold,
         recovery_timeout=settings.recovery_timeout,
-        trial_lease=settings.timeout + 1.0,
+        trial_lease=2 * settings.timeout + 1.0,  # a read may take two attempts
     )
     return SyncEngine(settings, Store(settings.database), Taskwarrior(), breaker)
