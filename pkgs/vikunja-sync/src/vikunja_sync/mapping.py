@@ -379,8 +379,9 @@ def fields_from_tw(task: dict, default_project: str) -> SyncedFields:
         log.debug("ignoring non-object Taskwarrior task: %r", task)
         task = {}
     priority = task.get("priority")
-    if priority is not None and priority not in _VIKUNJA_PRIORITY:
+    if priority is not None and not (isinstance(priority, str) and priority in _VIKUNJA_PRIORITY):
         log.debug("ignoring unknown priority: %r", priority)
+        priority = None
     after, mode = _tw_repeat(task)
     return SyncedFields(
         title=_text(task.get("description"), "description"),
@@ -391,7 +392,7 @@ def fields_from_tw(task: dict, default_project: str) -> SyncedFields:
         end=_date(parse_tw_date, task.get("until"), "until"),
         repeat_after=after,
         repeat_mode=mode,
-        priority=priority if priority in _VIKUNJA_PRIORITY else None,
+        priority=priority,
         tags=_tw_tags(task),
         project=_text(task.get("project"), "project") or default_project,
     )
@@ -547,8 +548,33 @@ def _set_done(task: dict[str, Any], done: bool, now: datetime) -> None:
 def _set_tags(task: dict[str, Any], tags: frozenset[str]) -> None:
     """Existing tags keep their order, new ones follow sorted."""
     old = task.get("tags") if isinstance(task.get("tags"), list) else []
-    kept = [t for t in old if t in tags]
+    kept = [t for t in old if isinstance(t, str) and t in tags]
     _set_or_remove(task, "tags", kept + sorted(tags - set(kept)) or None)
+
+
+def _set_dates_and_recur(task: dict[str, Any], have: SyncedFields, desired: SyncedFields) -> None:
+    """Dates and recur; what Taskwarrior refuses is left as it is.
+
+    TW rejects `recur` without `due`, so a due-less repeat is not written (it means "no
+    repeat"). TW also rejects removing `recur`, or `due`, from a task that has `recur`
+    (2.6 and 3.x, import and modify alike): those stay, and the result then still differs
+    from `desired`, which the caller can see with `changed_fields`.
+    """
+    recurring = bool(task.get("recur"))
+    for attr, key, _ in _DATE_FIELDS:
+        dt = getattr(desired, attr)
+        if _second(getattr(have, attr)) == _second(dt):
+            continue
+        if dt is None and key == "due" and recurring:
+            log.debug("keeping due of recurring task %s: Taskwarrior refuses to remove it", task.get("uuid"))
+            continue
+        _set_or_remove(task, key, None if dt is None else format_tw_date(dt))
+    if _repeat_meaning(replace(have, due=desired.due)) != _repeat_meaning(desired):
+        recur = format_tw_duration(*_repeat_meaning(desired))
+        if recur is None and recurring:
+            log.debug("keeping recur of task %s: Taskwarrior refuses to remove it", task.get("uuid"))
+        else:
+            _set_or_remove(task, "recur", recur)
 
 
 def tw_task_updated(
@@ -558,6 +584,7 @@ def tw_task_updated(
 
     `task import` replaces the whole task (attributes absent from the JSON are removed),
     so the result is a full copy of `current`. `now` stamps new annotations and `end`.
+    A recurring task keeps `recur` and `due` even when `desired` drops them (TW refuses that).
     """
     now = now or datetime.now(UTC)
     task = copy.deepcopy(current) if current is not None else {"status": "pending", "entry": format_tw_date(now)}
@@ -568,14 +595,7 @@ def tw_task_updated(
         _replace_notes(task, desired.notes, now)
     if have.done != desired.done:
         _set_done(task, desired.done, now)
-    for attr, key, _ in _DATE_FIELDS:
-        if _second(getattr(have, attr)) != _second(getattr(desired, attr)):
-            dt = getattr(desired, attr)
-            _set_or_remove(task, key, None if dt is None else format_tw_date(dt))
-    # TW refuses recur without due, so a due-less repeat is not written (it means "no repeat").
-    if _repeat_meaning(replace(have, due=desired.due)) != _repeat_meaning(desired):
-        after, mode = _repeat_meaning(desired)
-        _set_or_remove(task, "recur", format_tw_duration(after, mode))
+    _set_dates_and_recur(task, have, desired)
     if have.priority != desired.priority:
         _set_or_remove(task, "priority", desired.priority)
     if have.tags != desired.tags:
