@@ -77,8 +77,9 @@ class Reconciler:
         """Read both sides and decide; changes nothing."""
         engine = self.engine
         since = None if full else engine.store.get_meta(LAST_RUN_KEY)
-        calls_before = engine.client.calls
         engine._refresh_projects()
+        engine.client.info()
+        calls_before = engine.client.calls
         remote = engine.client.list_tasks(updated_since=since)
         plan = Plan(list_calls=engine.client.calls - calls_before)
         tw_all = engine.tw.export()
