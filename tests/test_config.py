@@ -50,9 +50,7 @@ def test_file_and_environment_precedence(tmp_path):
 
 
 def test_defaults_and_state_dir_order(tmp_path):
-    s = load_settings(
-        {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "none")}
-    )
+    s = load_settings({"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "none")})
     assert (s.failure_threshold, s.recovery_timeout, s.timeout, s.default_project) == (
         3,
         60,
@@ -60,12 +58,10 @@ def test_defaults_and_state_dir_order(tmp_path):
         "inbox",
     )
     assert s.state_dir == tmp_path / ".local/state/vikunja-sync"
-    assert default_state_dir({"XDG_STATE_HOME": "/x", "HOME": "/h"}) == Path(
-        "/x/vikunja-sync"
+    assert default_state_dir({"XDG_STATE_HOME": "/x", "HOME": "/h"}) == Path("/x/vikunja-sync")
+    assert default_state_dir({"STATE_DIRECTORY": "/var/lib/vikunja-sync:/other", "XDG_STATE_HOME": "/x"}) == Path(
+        "/var/lib/vikunja-sync"
     )
-    assert default_state_dir(
-        {"STATE_DIRECTORY": "/var/lib/vikunja-sync:/other", "XDG_STATE_HOME": "/x"}
-    ) == Path("/var/lib/vikunja-sync")
 
 
 def test_xdg_config_file_is_found(tmp_path):
@@ -107,23 +103,17 @@ def test_systemd_credentials(tmp_path):
 )
 def test_bad_settings_name_the_setting(tmp_path, env, toml, needle):
     cfg = write(tmp_path / "c.toml", toml)
-    with pytest.raises(
-        ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")
-    ) as info:
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")) as info:
         load_settings({"HOME": str(tmp_path), "VIKUNJA_SYNC_CONFIG": str(cfg), **env})
     assert "\n" not in str(info.value)
 
 
 def test_secret_errors(tmp_path):
-    s = load_settings(
-        {"HOME": str(tmp_path), "VIKUNJA_API_TOKEN_FILE": str(tmp_path / "missing")}
-    )
+    s = load_settings({"HOME": str(tmp_path), "VIKUNJA_API_TOKEN_FILE": str(tmp_path / "missing")})
     with pytest.raises(ConfigError, match="cannot read the API token file"):
         s.read_token()
     write(tmp_path / "empty", "  \n")
-    s = load_settings(
-        {"HOME": str(tmp_path), "VIKUNJA_API_TOKEN_FILE": str(tmp_path / "empty")}
-    )
+    s = load_settings({"HOME": str(tmp_path), "VIKUNJA_API_TOKEN_FILE": str(tmp_path / "empty")})
     with pytest.raises(ConfigError, match="is empty"):
         s.read_token()
     with pytest.raises(ConfigError, match="vikunja.url is not set"):
@@ -144,8 +134,4 @@ def test_cli_reports_config_errors_in_one_line_with_exit_2(tmp_path):
         check=False,
     )
     assert proc.returncode == 2
-    assert (
-        proc.stderr.count("\n") == 1
-        and "not valid TOML" in proc.stderr
-        and "Traceback" not in proc.stderr
-    )
+    assert proc.stderr.count("\n") == 1 and "not valid TOML" in proc.stderr and "Traceback" not in proc.stderr

@@ -88,20 +88,13 @@ def test_on_modify_uses_the_new_task_and_a_newer_change_supersedes(tmp_path):
     proc = run_hook(env, json.dumps(TASK) + "\n" + json.dumps(modified) + "\n")
     assert proc.returncode == 0 and proc.stdout == json.dumps(modified) + "\n"
     deleted = {**modified, "status": "deleted"}
-    assert (
-        run_hook(
-            env, json.dumps(modified) + "\n" + json.dumps(deleted) + "\n"
-        ).returncode
-        == 0
-    )
+    assert run_hook(env, json.dumps(modified) + "\n" + json.dumps(deleted) + "\n").returncode == 0
     [entry] = Store(tmp_path / "state" / "sync.sqlite3").pending()
     assert entry.kind == "delete" and entry.task["status"] == "deleted"
 
 
 def test_loop_guard_only_echoes(tmp_path):
-    proc = run_hook(
-        hook_env(tmp_path, VIKUNJA_SYNC_RUNNING="1"), json.dumps(TASK) + "\n"
-    )
+    proc = run_hook(hook_env(tmp_path, VIKUNJA_SYNC_RUNNING="1"), json.dumps(TASK) + "\n")
     assert proc.returncode == 0 and proc.stdout == json.dumps(TASK) + "\n"
     assert not (tmp_path / "state" / "sync.sqlite3").exists()
 
@@ -122,11 +115,7 @@ def test_broken_config_never_blocks_the_user(tmp_path):
     proc = run_hook(env, json.dumps(TASK) + "\n")
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
-    assert (
-        lines[0] == json.dumps(TASK)
-        and "not queued" in lines[1]
-        and "not valid TOML" in lines[1]
-    )
+    assert lines[0] == json.dumps(TASK) and "not queued" in lines[1] and "not valid TOML" in lines[1]
 
 
 def test_wakes_a_listening_daemon(tmp_path):
@@ -152,15 +141,11 @@ def test_install_hooks_is_idempotent_and_leaves_other_hooks(tmp_path):
     assert first == second and {p.name for p in first} == set(HOOK_NAMES)
     assert all(os.access(p, os.X_OK) and p.read_text() == content[p] for p in second)
     assert (hooks / "on-exit.other").read_text() == "#!/bin/sh\nexit 0\n"
-    assert sorted(p.name for p in hooks.iterdir()) == sorted(
-        [*HOOK_NAMES, "on-exit.other"]
-    )
+    assert sorted(p.name for p in hooks.iterdir()) == sorted([*HOOK_NAMES, "on-exit.other"])
 
 
 def test_real_taskwarrior_runs_the_installed_hooks(tmp_path):
-    env = hook_env(
-        tmp_path, TASKRC=str(tmp_path / "taskrc"), TASKDATA=str(tmp_path / "data")
-    )
+    env = hook_env(tmp_path, TASKRC=str(tmp_path / "taskrc"), TASKDATA=str(tmp_path / "data"))
     (tmp_path / "taskrc").write_text(f"data.location={tmp_path / 'data'}\n")
     cli = subprocess.run(
         [sys.executable, "-m", "vikunja_sync", "install-hooks"],
@@ -173,14 +158,10 @@ def test_real_taskwarrior_runs_the_installed_hooks(tmp_path):
 
     def add(i: int) -> int:
         cmd = ["task", "rc.confirmation=off", "add", f"concurrent {i}"]
-        return subprocess.run(
-            cmd, env=env, capture_output=True, check=False, timeout=60
-        ).returncode
+        return subprocess.run(cmd, env=env, capture_output=True, check=False, timeout=60).returncode
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(add, range(8))) == [0] * 8
     pending = Store(tmp_path / "state" / "sync.sqlite3").pending()
-    assert sorted(e.task["description"] for e in pending) == sorted(
-        f"concurrent {i}" for i in range(8)
-    )
+    assert sorted(e.task["description"] for e in pending) == sorted(f"concurrent {i}" for i in range(8))
     assert len({e.uuid for e in pending}) == 8

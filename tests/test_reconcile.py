@@ -8,6 +8,7 @@ import time
 
 from vikunja_sync import mapping
 from vikunja_sync.store import Store
+from vikunja_sync.sync import tw_project
 
 
 def reconcile(world, *args: str) -> tuple[int, dict, list[str]]:
@@ -22,11 +23,8 @@ def live_tw(world) -> dict[str, dict]:
 
 
 def assert_sides_equal(world) -> None:
-    projects = {p["id"]: p["title"] for p in world.emulator.projects()}
-    remote = {}
-    for t in world.emulator.tasks():
-        title = projects[t["project_id"]]
-        remote[t["title"]] = mapping.fields_from_vikunja(t, "inbox" if title.lower() == "inbox" else title)
+    projects = {p["id"]: tw_project(p["title"], "inbox") for p in world.emulator.projects()}
+    remote = {t["title"]: mapping.fields_from_vikunja(t, projects[t["project_id"]]) for t in world.emulator.tasks()}
     local = {d: mapping.fields_from_tw(t, "inbox") for d, t in live_tw(world).items()}
     assert local == remote
 

@@ -22,6 +22,7 @@ from typing import Any
 from vikunja_sync import mapping
 from vikunja_sync.emulator import Emulator
 from vikunja_sync.hook import install_hooks
+from vikunja_sync.sync import tw_project
 
 TOKEN = "tk_" + "d3" * 20
 SECRET = "demo-webhook-secret"
@@ -143,29 +144,32 @@ class Demo:
         print("1. Taskwarrior -> Vikunja, through the hooks and the daemon")
         start = time.monotonic()
         self.task("add", "Buy milk", "project:Home", "+shopping", "due:2030-01-15", "priority:M")
-        waited = wait_for("'Buy milk' in Vikunja", lambda: self.remote("Buy milk"))
+        wait_for("'Buy milk' in Vikunja", lambda: self.remote("Buy milk"))
         self.step("task add 'Buy milk' -> created in Vikunja", time.monotonic() - start)
         uuid = self.local("Buy milk")["uuid"]
+        start = time.monotonic()
         self.task(uuid, "modify", "priority:H", "+errand")
-        waited = wait_for(
+        wait_for(
             "priority and label in Vikunja",
             lambda: (t := self.remote("Buy milk")) and t["priority"] == 3 and len(t["labels"] or []) == 2,
         )
-        self.step("task modify priority:H +errand -> priority 3, labels shopping+errand", waited)
+        self.step("task modify priority:H +errand -> priority 3, labels shopping+errand", time.monotonic() - start)
+        start = time.monotonic()
         self.task(uuid, "done")
-        waited = wait_for("done in Vikunja", lambda: (self.remote("Buy milk") or {}).get("done"))
-        self.step("task done -> done in Vikunja", waited)
+        wait_for("done in Vikunja", lambda: (self.remote("Buy milk") or {}).get("done"))
+        self.step("task done -> done in Vikunja", time.monotonic() - start)
 
         print("\n2. Vikunja -> Taskwarrior, through a signed webhook")
         project = next(p for p in self.emulator.projects() if p["title"] == "Home")
         start = time.monotonic()
         created = self.emulator.create_task(project["id"], title="Call the plumber", priority=5)
-        waited = wait_for("the new task in Taskwarrior", lambda: self.local("Call the plumber"))
+        wait_for("the new task in Taskwarrior", lambda: self.local("Call the plumber"))
         self.step("task created in the Vikunja UI -> in Taskwarrior, priority H", time.monotonic() - start)
         assert self.local("Call the plumber")["priority"] == "H"
+        start = time.monotonic()
         self.emulator.update_task(created["id"], title="Call the plumber today")
-        waited = wait_for("the renamed task in Taskwarrior", lambda: self.local("Call the plumber today"))
-        self.step("title edited in Vikunja -> description in Taskwarrior", waited)
+        wait_for("the renamed task in Taskwarrior", lambda: self.local("Call the plumber today"))
+        self.step("title edited in Vikunja -> description in Taskwarrior", time.monotonic() - start)
 
         print("\n3. Vikunja fails: the breaker opens and changes wait in the outbox")
         self.emulator.set_fault("error500")
@@ -202,11 +206,8 @@ class Demo:
         return json.loads(self.cli("breaker", "status", "--json").stdout)
 
     def compare_sides(self) -> None:
-        titles = {p["id"]: p["title"] for p in self.emulator.projects()}
-        remote = {
-            t["title"]: mapping.fields_from_vikunja(t, titles.get(t["project_id"], "inbox"))
-            for t in self.emulator.tasks()
-        }
+        titles = {p["id"]: tw_project(p["title"], "inbox") for p in self.emulator.projects()}
+        remote = {t["title"]: mapping.fields_from_vikunja(t, titles[t["project_id"]]) for t in self.emulator.tasks()}
         local = {t["description"]: mapping.fields_from_tw(t, "inbox") for t in self.tw_tasks()}
         if remote.keys() != local.keys():
             raise DemoFailed(

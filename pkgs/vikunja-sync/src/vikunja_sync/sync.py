@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 INTENT_SLACK = 5.0  # seconds: Vikunja's clock may lag ours a little
 LEGACY_ID = re.compile(r"^vikunja_id:(\d+)$")
 TASK_EVENTS = ("task.created", "task.updated", "task.deleted")
+WEBHOOK_TARGET_KEY = "webhooks.target_url"  # set by provision-webhooks, used for projects made later
 SKIPPED_STATUSES = ("recurring",)  # templates; their instances are synced
 
 
@@ -99,6 +100,13 @@ def uda_vikunja_id(task: dict[str, Any]) -> int | None:
     return value if value > 0 else None
 
 
+def tw_project(vikunja_title: str | None, default_project: str) -> str:
+    """Vikunja's "Inbox" is Taskwarrior's default project, whatever its capitalisation."""
+    if not vikunja_title or vikunja_title.lower() == default_project.lower():
+        return default_project
+    return vikunja_title
+
+
 def _timestamp(value: Any) -> float:
     try:
         parsed = mapping.parse_vikunja_date(value)
@@ -149,9 +157,7 @@ class SyncEngine:
         if project_id not in self._projects:
             self._refresh_projects()
         project = self._projects.get(project_id)
-        title = str(project["title"]) if project else self.settings.default_project
-        # Vikunja's "Inbox" is TW's default project, whatever its capitalisation.
-        return self.settings.default_project if title.lower() == self.settings.default_project.lower() else title
+        return tw_project(str(project["title"]) if project else None, self.settings.default_project)
 
     def project_id(self, title: str) -> int:
         """The project with this title (case-insensitive), created on demand."""
@@ -166,6 +172,9 @@ class SyncEngine:
         created = self.client.create_project(title)
         self._projects[int(created["id"])] = created
         log.info("created Vikunja project %r (id %s)", title, created["id"])
+        target_url, secret = self.store.get_meta(WEBHOOK_TARGET_KEY), self.settings.read_webhook_secret()
+        if target_url and secret:  # the new project needs its webhook as much as the provisioned ones
+            self.client.create_webhook(int(created["id"]), target_url, list(TASK_EVENTS), secret)
         return int(created["id"])
 
     def label_id(self, title: str) -> int:
@@ -432,11 +441,13 @@ class SyncEngine:
                 outcomes.append(Outcome(True, "unchanged", vikunja_id=pid, detail=f"project {project['title']!r}"))
                 continue
             action = "rotated" if existing else "created"
-            if not dry_run:
+            if not dry_run:  # the new webhook first: a rotation never leaves a gap
+                self.client.create_webhook(pid, target_url, list(TASK_EVENTS), secret)
                 for hook in existing:
                     self.client.delete_webhook(pid, int(hook["id"]))
-                self.client.create_webhook(pid, target_url, list(TASK_EVENTS), secret)
             outcomes.append(Outcome(True, action, vikunja_id=pid, detail=f"project {project['title']!r}"))
+        if not dry_run:
+            self.store.set_meta(WEBHOOK_TARGET_KEY, target_url)
         return outcomes
 
 
