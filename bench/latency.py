@@ -5,7 +5,9 @@ installed, `serve` as a subprocess, webhooks provisioned by `provision-webhooks`
 
 Taskwarrior -> Vikunja: the clock starts when `task add` / `task modify` is started and stops
 when the emulator's in-memory store holds the change (polled in process every 0.5 ms: a task
-count or one task read under the store's lock, which costs microseconds).
+count or one task read under the store's lock, which costs microseconds). The same loop notes
+when the hook's outbox row appeared (its `enqueued_at`), splitting the latency into the hook's
+part and the daemon's; a row pushed before a poll saw it leaves that sample out of the split.
 
 Vikunja -> Taskwarrior: the clock starts just before `emu.update_task` / `emu.create_task`
 (the "web UI" edit, which queues the signed webhook) and stops when the sync's `links` row for
@@ -28,6 +30,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import benchlib as bl
@@ -38,6 +41,17 @@ POLL = 0.0005
 BUDGET_TW_TO_VIKUNJA_MS = 100.0
 BUDGET_VIKUNJA_TO_TW_MS = 50.0
 WARMUP = 2
+
+
+@dataclass(frozen=True)
+class TwSample:
+    latency: float  # start of `task` -> Vikunja holds the change
+    command: float  # start of `task` -> it returned
+    queued: float | None  # start of `task` -> the hook's outbox row (None: pushed before a poll saw it)
+
+    @property
+    def daemon(self) -> float | None:
+        return None if self.queued is None else self.latency - self.queued
 
 
 class Bench:
@@ -78,17 +92,21 @@ class Bench:
         return self.world.task("rc.hooks=off", "_get", f"{uuid}.description").stdout.strip()
 
     # --- one sample each -----------------------------------------------------------
-    def tw_command(self, args: list[str], arrived: Callable[[], bool]) -> tuple[float, float]:
-        """(seconds until Vikunja holds it, seconds the `task` command took)."""
+    def tw_command(self, args: list[str], arrived: Callable[[], bool]) -> TwSample:
+        """Start `task`, poll until Vikunja holds the change; note when the hook's outbox row appeared."""
         cmd = ["task", "rc.confirmation=off", "rc.verbose=nothing", *args]
+        wall_start = time.time()  # the hook stamps its outbox row with time.time()
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=self.world.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        returned = None
+        returned = queued = None
         deadline = start + bl.WAIT
         while not arrived():
             now = time.perf_counter()
             if returned is None and proc.poll() is not None:
                 returned = now - start
+            if queued is None:
+                stamp = self.scalar("SELECT MAX(enqueued_at) FROM outbox")
+                queued = stamp - wall_start if stamp and stamp >= wall_start else None
             if now > deadline:
                 raise bl.BenchError(
                     f"`task {' '.join(args)}` did not reach Vikunja; serve log:\n{self.serve.log_tail()}"
@@ -98,26 +116,26 @@ class Bench:
         if proc.wait(bl.WAIT) != 0:
             raise bl.BenchError(f"`task {' '.join(args)}` failed: {proc.stderr.read().decode()}")
         proc.stderr.close()
-        return latency, returned if returned is not None else time.perf_counter() - start
+        return TwSample(latency, returned if returned is not None else time.perf_counter() - start, queued)
 
-    def add(self, i: int) -> tuple[float, float, int]:
+    def add(self, i: int) -> tuple[TwSample, int]:
         before = self.emu.store.task_count()
         title = f"tw add {i}"
-        latency, command = self.tw_command(["add", title], lambda: self.emu.store.task_count() > before)
+        sample = self.tw_command(["add", title], lambda: self.emu.store.task_count() > before)
         vikunja_id = max(t["id"] for t in self.emu.tasks() if t["title"] == title)
         self.settle()
         if self.link_uuid(vikunja_id) is None:
             raise bl.BenchError(f"{title!r} reached Vikunja but was not linked")
-        return latency, command, vikunja_id
+        return sample, vikunja_id
 
-    def modify(self, i: int, vikunja_id: int) -> tuple[float, float]:
+    def modify(self, i: int, vikunja_id: int) -> TwSample:
         uuid = self.link_uuid(vikunja_id)
         title = f"tw modify {i}"
-        latency, command = self.tw_command(
+        sample = self.tw_command(
             [uuid, "modify", title], lambda: (self.emu.get_task(vikunja_id) or {}).get("title") == title
         )
         self.settle()
-        return latency, command
+        return sample
 
     def remote_update(self, i: int, vikunja_id: int) -> float:
         old = self.fingerprint(vikunja_id)
@@ -150,24 +168,26 @@ class Bench:
 
 
 def run(args, bench: Bench) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {
-        "TW->Vikunja task add": [],
-        "  of which `task add` ran": [],
-        "TW->Vikunja task modify": [],
-        "  of which `task modify` ran": [],
-        "Vikunja->TW update (title)": [],
-        "Vikunja->TW create": [],
-    }
+    samples: dict[str, list[float]] = {}
+
+    def record_tw(kind: str, sample: TwSample) -> None:
+        samples.setdefault(f"TW->Vikunja task {kind}", []).append(sample.latency)
+        samples.setdefault(f"  {kind}: hook's outbox row committed", []).append(sample.queued)
+        samples.setdefault(f"  {kind}: then daemon to Vikunja", []).append(sample.daemon)
+        samples.setdefault(f"  {kind}: `task` returned", []).append(sample.command)
+
     for i in range(-WARMUP, args.runs):
-        add, add_cmd, vikunja_id = bench.add(i)
-        mod, mod_cmd = bench.modify(i, vikunja_id)
+        add, vikunja_id = bench.add(i)
+        modify = bench.modify(i, vikunja_id)
         update = bench.remote_update(i, vikunja_id)
         create = bench.remote_create(i)
         if i < 0:
             continue
-        for name, value in zip(samples, (add, add_cmd, mod, mod_cmd, update, create)):
-            samples[name].append(value)
-    return samples
+        record_tw("add", add)
+        record_tw("modify", modify)
+        samples.setdefault("Vikunja->TW update (title)", []).append(update)
+        samples.setdefault("Vikunja->TW create", []).append(create)
+    return {name: [v for v in values if v is not None] for name, values in samples.items()}
 
 
 def main(args) -> int:
