@@ -89,7 +89,7 @@ def _parser():
     c.add_argument("--dry-run", action="store_true")
     c.add_argument("--rotate", action="store_true", help="replace existing webhooks to set the current secret")
     c = command("demo", cmd_demo, "self-contained demo against the bundled Vikunja emulator")
-    c.add_argument("--recovery", type=float, default=2.0, help="breaker recovery seconds used in the demo")
+    c.add_argument("--recovery", type=float, default=5.0, help="breaker recovery seconds used in the demo")
     return p
 
 

@@ -219,7 +219,7 @@ class Demo:
         self.step(f"{len(local)} tasks, every synced field equal on both sides")
 
 
-def run_demo(recovery: float = 2.0) -> int:
+def run_demo(recovery: float = 5.0) -> int:
     with tempfile.TemporaryDirectory(prefix="vikunja-sync-demo-") as tmp:
         demo = Demo(Path(tmp), recovery)
         try:
