@@ -11,8 +11,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import make_world
 
+from conftest import make_world
 from vikunja_sync.store import Store
 
 
