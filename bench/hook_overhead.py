@@ -34,6 +34,8 @@ from vikunja_sync.store import Store
 BUDGET_ADDED_MS = 45.0
 HEAVY_MODULES = ("requests", "urllib3", "http.client", "vikunja_sync.sync", "vikunja_sync.vikunja", "subprocess")
 WARMUP = 3
+IMPORT_RUNS = 7
+HOOK_MODULE = "vikunja_sync.hook"
 
 
 class WakeListener:
@@ -92,7 +94,7 @@ class Import:
 
 
 def importtime(cmd: list[str], env: dict[str, str], stdin: str | None) -> list[Import]:
-    """Every module the command imports, from `python -X importtime`."""
+    """Every module the command imports, in `python -X importtime` order."""
     proc = subprocess.run(cmd, env=env, input=stdin, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise bl.BenchError(f"importtime run failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
@@ -104,6 +106,37 @@ def importtime(cmd: list[str], env: dict[str, str], stdin: str | None) -> list[I
         depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
         found.append(Import(name.strip(), depth, int(self_us), int(cumulative_us)))
     return found
+
+
+def median_imports(runs: list[list[Import]]) -> list[Import]:
+    """Per module, the median self and cumulative time over several runs (first run's order)."""
+    by_name: dict[str, list[Import]] = {}
+    for run in runs:
+        for item in run:
+            by_name.setdefault(item.name, []).append(item)
+    return [
+        Import(
+            i.name,
+            i.depth,
+            int(statistics.median(x.self_us for x in by_name[i.name])),
+            int(statistics.median(x.cumulative_us for x in by_name[i.name])),
+        )
+        for i in runs[0]
+    ]
+
+
+def direct_imports(imports: list[Import], parent: str) -> list[Import]:
+    """What `parent` imported itself: importtime prints children, one level deeper, before their parent."""
+    at = next((k for k, i in enumerate(imports) if i.name == parent), None)
+    if at is None:
+        return []
+    children = []
+    for item in reversed(imports[:at]):
+        if item.depth <= imports[at].depth:
+            break
+        if item.depth == imports[at].depth + 1:
+            children.append(item)
+    return children[::-1]
 
 
 def measure(
@@ -143,12 +176,17 @@ def main(args) -> int:
         listener = WakeListener(world_hooks.state_dir / "wake.sock")
         try:
             samples, cpu = measure(args, world_hooks, world_plain, hook)
-            imports = importtime([sys.executable, "-X", "importtime", str(hook)], world_hooks.env, task_json(10**6))
+            imports = median_imports(
+                [
+                    importtime([sys.executable, "-X", "importtime", str(hook)], world_hooks.env, task_json(10**6 + k))
+                    for k in range(IMPORT_RUNS)
+                ]
+            )
             baseline = importtime([sys.executable, "-X", "importtime", "-c", "pass"], world_hooks.env, None)
         finally:
             listener.close()
         queued = len(Store(world_hooks.database).pending())
-        expected = 2 * (args.runs + WARMUP) + 1  # task adds + hook-alone runs + the importtime run
+        expected = 2 * (args.runs + WARMUP) + IMPORT_RUNS  # task adds + hook-alone runs + importtime runs
         if queued != expected:
             raise bl.BenchError(f"the outbox holds {queued} entries, expected {expected}: the hook did not queue")
         if listener.wakes < expected:
@@ -179,14 +217,22 @@ def main(args) -> int:
     extra = names - {i.name for i in baseline}
     heavy = [m for m in HEAVY_MODULES if m in names]
     print(
-        f"\nimports on the hook path (python -X importtime {hook.name}): {len(names)} modules, "
-        f"{len(extra)} more than `python -c pass`; {sum(i.self_us for i in imports) / 1000:.1f} ms importing"
+        f"\nimports on the hook path (python -X importtime {hook.name}, median of {IMPORT_RUNS} runs): "
+        f"{len(names)} modules, {len(extra)} more than `python -c pass`; "
+        f"{sum(i.self_us for i in imports) / 1000:.1f} ms importing (importtime itself slows imports down)"
     )
     slowest = sorted((i for i in imports if i.name in extra), key=lambda i: i.self_us, reverse=True)[:3]
     print(
         bl.table(
             ("slowest imports (self time)", "self ms", "cumulative ms"),
             [[i.name, i.self_us / 1000, i.cumulative_us / 1000] for i in slowest],
+        )
+    )
+    print()
+    print(
+        bl.table(
+            (f"imported by {HOOK_MODULE}", "cumulative ms"),
+            [[i.name, i.cumulative_us / 1000] for i in direct_imports(imports, HOOK_MODULE)],
         )
     )
     print(f"heavy modules imported: {', '.join(heavy) if heavy else 'none'} (checked: {', '.join(HEAVY_MODULES)})")
