@@ -13,7 +13,9 @@ Vikunja -> Taskwarrior: the clock starts just before `emu.update_task` / `emu.cr
 (the "web UI" edit, which queues the signed webhook) and stops when the sync's `links` row for
 that task carries the new fingerprint (or appears). `apply` writes that row right after
 `task import` returned, so it marks the moment Taskwarrior holds the change; reading it from
-a read-only sqlite connection every 0.5 ms does not block the daemon (WAL). Polling
+a read-only sqlite connection every 0.5 ms does not block the daemon (WAL). The same loop
+notes when `serve` stored the webhook (its inbox row's `received_at`), splitting the latency
+into delivery and apply. Polling
 `task export` instead would start a `task` process every poll and compete with the daemon's
 own. Each sample is then verified with one `task _get` outside the clock.
 
@@ -52,6 +54,18 @@ class TwSample:
     @property
     def daemon(self) -> float | None:
         return None if self.queued is None else self.latency - self.queued
+
+
+@dataclass
+class RemoteSample:
+    wall_start: float  # time.time(): `serve` stamps its inbox rows with it
+    start: float
+    stored: float | None = None  # start -> the webhook's inbox row (None: applied before a poll saw it)
+    latency: float = 0.0  # start -> TW holds the change
+
+    @property
+    def applied(self) -> float | None:
+        return None if self.stored is None else self.latency - self.stored
 
 
 class Bench:
@@ -137,34 +151,41 @@ class Bench:
         self.settle()
         return sample
 
-    def remote_update(self, i: int, vikunja_id: int) -> float:
+    def remote_update(self, i: int, vikunja_id: int) -> RemoteSample:
         old = self.fingerprint(vikunja_id)
         title = f"vikunja update {i}"
-        start = time.perf_counter()
-        self.emu.update_task(vikunja_id, title=title)
-        self._until(lambda: self.fingerprint(vikunja_id) != old, start, title)
-        latency = time.perf_counter() - start
+        sample = self._remote(lambda: self.emu.update_task(vikunja_id, title=title))
+        self._until(lambda: self.fingerprint(vikunja_id) != old, sample, title)
         self.settle()
         if self.get_description(self.link_uuid(vikunja_id)) != title:
             raise bl.BenchError(f"the link changed but Taskwarrior does not hold {title!r}")
-        return latency
+        return sample
 
-    def remote_create(self, i: int) -> float:
+    def remote_create(self, i: int) -> RemoteSample:
         title = f"vikunja create {i}"
-        start = time.perf_counter()
-        created = self.emu.create_task(self.inbox_project, title=title)
-        self._until(lambda: self.link_uuid(created["id"]) is not None, start, title)
-        latency = time.perf_counter() - start
+        created: dict[str, Any] = {}
+        sample = self._remote(lambda: created.update(self.emu.create_task(self.inbox_project, title=title)))
+        self._until(lambda: self.link_uuid(created["id"]) is not None, sample, title)
         self.settle()
         if self.get_description(self.link_uuid(created["id"])) != title:
             raise bl.BenchError(f"the link appeared but Taskwarrior does not hold {title!r}")
-        return latency
+        return sample
 
-    def _until(self, check: Callable[[], bool], start: float, what: str) -> None:
+    def _remote(self, edit: Callable[[], Any]) -> RemoteSample:
+        sample = RemoteSample(time.time(), time.perf_counter())
+        edit()
+        return sample
+
+    def _until(self, check: Callable[[], bool], sample: RemoteSample, what: str) -> None:
+        """Poll until TW holds the change; note when `serve` stored the webhook (its inbox row)."""
         while not check():
-            if time.perf_counter() - start > bl.WAIT:
+            if sample.stored is None:
+                stamp = self.scalar("SELECT MAX(received_at) FROM inbox")
+                sample.stored = stamp - sample.wall_start if stamp and stamp >= sample.wall_start else None
+            if time.perf_counter() - sample.start > bl.WAIT:
                 raise bl.BenchError(f"{what!r} did not reach Taskwarrior; serve log:\n{self.serve.log_tail()}")
             time.sleep(POLL)
+        sample.latency = time.perf_counter() - sample.start
 
 
 def run(args, bench: Bench) -> dict[str, list[float]]:
@@ -176,6 +197,11 @@ def run(args, bench: Bench) -> dict[str, list[float]]:
         samples.setdefault(f"  {kind}: then daemon to Vikunja", []).append(sample.daemon)
         samples.setdefault(f"  {kind}: `task` returned", []).append(sample.command)
 
+    def record_remote(kind: str, sample: RemoteSample) -> None:
+        samples.setdefault(f"Vikunja->TW {kind}", []).append(sample.latency)
+        samples.setdefault(f"  {kind}: webhook stored in the inbox", []).append(sample.stored)
+        samples.setdefault(f"  {kind}: then applied to TW", []).append(sample.applied)
+
     for i in range(-WARMUP, args.runs):
         add, vikunja_id = bench.add(i)
         modify = bench.modify(i, vikunja_id)
@@ -185,8 +211,8 @@ def run(args, bench: Bench) -> dict[str, list[float]]:
             continue
         record_tw("add", add)
         record_tw("modify", modify)
-        samples.setdefault("Vikunja->TW update (title)", []).append(update)
-        samples.setdefault("Vikunja->TW create", []).append(create)
+        record_remote("update (title)", update)
+        record_remote("create", create)
     return {name: [v for v in values if v is not None] for name, values in samples.items()}
 
 
