@@ -15,9 +15,9 @@ that task carries the new fingerprint (or appears). `apply` writes that row righ
 `task import` returned, so it marks the moment Taskwarrior holds the change; reading it from
 a read-only sqlite connection every 0.5 ms does not block the daemon (WAL). The same loop
 notes when `serve` stored the webhook (its inbox row's `received_at`), splitting the latency
-into delivery and apply. Polling
-`task export` instead would start a `task` process every poll and compete with the daemon's
-own. Each sample is then verified with one `task _get` outside the clock.
+into delivery and apply. Polling `task export` instead would start a `task` process every
+poll and compete with the daemon's own. Each sample is then verified with one `task _get`
+outside the clock.
 
 Between samples the system is left to settle (outbox and inbox empty, echo webhooks
 delivered), so every sample starts from idle.
