@@ -151,3 +151,35 @@ def test_incremental_run_sees_recent_changes(world):
     filters = [p for m, p in emu.requests if p.endswith("/tasks")]
     assert len(filters) == 1
     assert "edited after the full run" in live_tw(world)
+
+
+def test_an_expired_vikunja_end_date_never_deletes_the_task(world):
+    emu = world.emulator
+    inbox = next(p for p in emu.projects() if p["title"].lower() == "inbox")
+    task = emu.create_task(inbox["id"], title="ended last year", end_date="2025-06-01T12:00:00Z")
+    code, summary, _ = reconcile(world, "--full")
+    assert code == 0 and summary["counts"] == {"pull": 1}
+    [local] = list(live_tw(world).values())
+    assert "until" not in local  # Taskwarrior would delete a pending task whose until passed
+    world.task("list")  # let Taskwarrior run its housekeeping
+    code, summary, _ = reconcile(world, "--full")
+    assert code == 0 and summary["changes"] == 0
+    assert emu.get_task(task["id"])["end_date"].startswith("2025-06-01")
+    world.task(local["uuid"], "modify", "ended last year, renamed")
+    code, summary, _ = reconcile(world, "--full")
+    assert summary["counts"] == {"push": 1}
+    remote = emu.get_task(task["id"])
+    assert remote["title"] == "ended last year, renamed" and remote["end_date"].startswith("2025-06-01")
+
+
+def test_a_repeating_vikunja_task_is_not_duplicated_by_taskwarriors_instances(world):
+    emu = world.emulator
+    inbox = next(p for p in emu.projects() if p["title"].lower() == "inbox")
+    emu.create_task(inbox["id"], title="water plants", due_date="2031-01-01T08:00:00Z", repeat_after=7 * 86400)
+    for _ in range(2):
+        code, summary, _ = reconcile(world, "--full")
+        assert code == 0, summary
+    assert len(emu.tasks()) == 1
+    live = [t for t in world.export() if t["status"] in ("pending", "recurring")]
+    assert {t["description"] for t in live} == {"water plants"}
+    assert all(t.get("recur") == "1w" for t in live)

@@ -68,10 +68,10 @@ class Reconciler:
         self.settings = engine.settings
 
     def _fields_tw(self, task: dict[str, Any]) -> mapping.SyncedFields:
-        return mapping.fields_from_tw(task, self.settings.default_project)
+        return self.engine.local_fields(task)
 
     def _fields_vikunja(self, task: dict[str, Any]) -> mapping.SyncedFields:
-        return mapping.fields_from_vikunja(task, self.engine.project_title(int(task.get("project_id") or 0)))
+        return self.engine.remote_fields(task, self.engine.project_title(int(task.get("project_id") or 0)))
 
     def plan(self, full: bool) -> Plan:
         """Read both sides and decide; changes nothing."""
@@ -103,6 +103,8 @@ class Reconciler:
             if uuid in links or task.get("status") not in LIVE_STATUSES:
                 continue
             vid = uda_vikunja_id(task) or legacy_vikunja_id(task)
+            if vid in claimed:
+                continue  # a copy of a linked task, e.g. the instance TW made of a recurring one
             if vid is None or vid not in unlinked_remote:
                 key = (task.get("description"), self._project_id_if_known(self._fields_tw(task).project))
                 vid = by_title.get(key) if key[1] is not None else None

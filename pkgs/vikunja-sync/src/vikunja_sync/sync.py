@@ -18,7 +18,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +98,16 @@ def uda_vikunja_id(task: dict[str, Any]) -> int | None:
     except (KeyError, TypeError, ValueError):
         return None
     return value if value > 0 else None
+
+
+def without_expired_end(fields: mapping.SyncedFields) -> mapping.SyncedFields:
+    """Taskwarrior deletes a pending task whose `until` has passed; syncing an expired
+    Vikunja end date would delete the task on both sides. Both sides therefore compare
+    as if an expired end date of an open task were unset, and it is never written to TW.
+    """
+    if fields.end is not None and not fields.done and fields.end <= datetime.now(UTC):
+        return replace(fields, end=None)
+    return fields
 
 
 def tw_project(vikunja_title: str | None, default_project: str) -> str:
@@ -184,6 +194,20 @@ class SyncEngine:
             self._labels[title] = int(self.client.create_label(title)["id"])
         return self._labels[title]
 
+    # --- what each side means -------------------------------------------------------
+    def local_fields(self, task: dict[str, Any]) -> mapping.SyncedFields:
+        return without_expired_end(mapping.fields_from_tw(task, self.settings.default_project))
+
+    def remote_fields(self, vtask: dict[str, Any], project_title: str) -> mapping.SyncedFields:
+        return without_expired_end(mapping.fields_from_vikunja(vtask, project_title))
+
+    def _keeping_expired_end(self, desired: mapping.SyncedFields, current: dict[str, Any]) -> mapping.SyncedFields:
+        """An end date that expired in Vikunja is not Taskwarrior's to clear."""
+        raw = mapping.fields_from_vikunja(current, desired.project)
+        if desired.end is None and raw.end is not None and without_expired_end(raw).end is None:
+            return replace(desired, end=raw.end)
+        return desired
+
     # --- TW -> Vikunja ----------------------------------------------------------
     def vikunja_id_for(self, uuid: str, task: dict[str, Any]) -> int | None:
         link = self.store.link_for_uuid(uuid)
@@ -212,7 +236,7 @@ class SyncEngine:
         """
         from vikunja_sync.vikunja import NotFound
 
-        desired = mapping.fields_from_tw(task, self.settings.default_project)
+        desired = self.local_fields(task)
         vikunja_id = self.vikunja_id_for(uuid, task)
         if current is None and vikunja_id is not None:
             try:
@@ -227,7 +251,7 @@ class SyncEngine:
             state = self.client.create_task(project_id, mapping.vikunja_create_body(desired))
             states, action = [state], "created"
         else:
-            body = mapping.vikunja_update_body(current, desired, project_id)
+            body = mapping.vikunja_update_body(current, self._keeping_expired_end(desired, current), project_id)
             state, states, action = current, [], "unchanged"
             if body != {k: v for k, v in current.items() if k != "labels"}:
                 # A replace leaves labels alone, whatever its answer shows.
@@ -239,8 +263,8 @@ class SyncEngine:
             states += labelled
             state = labelled[-1]
             action = "updated" if action == "unchanged" else action
-        seen = [mapping.fingerprint(mapping.fields_from_vikunja(s, desired.project)) for s in states]
-        agreed = mapping.fingerprint(mapping.fields_from_vikunja(state, desired.project))
+        seen = [mapping.fingerprint(self.remote_fields(s, desired.project)) for s in states]
+        agreed = mapping.fingerprint(self.remote_fields(state, desired.project))
         self.store.save_link(uuid, vikunja_id, agreed, _timestamp(state.get("updated")), pushed=seen)
         if uda_vikunja_id(task) != vikunja_id:
             self._write_back_id(uuid, vikunja_id)
@@ -400,7 +424,7 @@ class SyncEngine:
 
     def apply_remote_task(self, vtask: dict[str, Any], project_title: str) -> Outcome:
         vikunja_id = int(vtask["id"])
-        remote = mapping.fields_from_vikunja(vtask, project_title)
+        remote = self.remote_fields(vtask, project_title)
         updated = _timestamp(vtask.get("updated"))
         link, task = self._local_task(vikunja_id)
         if self.is_stale(link, remote, updated):
@@ -411,7 +435,7 @@ class SyncEngine:
                 # A newer TW edit waits in the outbox: last writer wins, and that is TW.
                 return Outcome(True, "unchanged", task["uuid"], vikunja_id, detail="newer Taskwarrior change queued")
         new = self.tw_version(task, remote, vikunja_id)
-        if task is not None and mapping.fields_from_tw(task, self.settings.default_project) == remote:
+        if task is not None and self.local_fields(task) == remote:
             action = "unchanged"
         else:
             self.tw.import_task(new, previous=task)
