@@ -183,3 +183,15 @@ def test_a_repeating_vikunja_task_is_not_duplicated_by_taskwarriors_instances(wo
     live = [t for t in world.export() if t["status"] in ("pending", "recurring")]
     assert {t["description"] for t in live} == {"water plants"}
     assert all(t.get("recur") == "1w" for t in live)
+
+
+def test_first_reconcile_links_tasks_that_already_match(world):
+    emu = world.emulator
+    inbox = next(p for p in emu.projects() if p["title"].lower() == "inbox")
+    emu.create_task(inbox["id"], title="exists on both sides")
+    world.task("add", "exists on both sides")
+    code, summary, _ = reconcile(world, "--full")
+    assert code == 0 and summary["counts"] == {"link": 1}
+    assert len(Store(world.settings.database).links()) == 1
+    code, summary, _ = reconcile(world, "--full")
+    assert summary["changes"] == 0 and len(emu.tasks()) == 1 and len(live_tw(world)) == 1

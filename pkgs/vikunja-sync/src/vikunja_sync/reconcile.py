@@ -126,7 +126,9 @@ class Reconciler:
     def _compare_unlinked(self, task: dict[str, Any], vtask: dict[str, Any]) -> Change:
         tf, vf = self._fields_tw(task), self._fields_vikunja(vtask)
         if tf == vf:
-            return Change("link", task["uuid"], int(vtask["id"]), vtask.get("title", ""), "same task on both sides")
+            return Change(
+                "link", task["uuid"], int(vtask["id"]), vtask.get("title", ""), "same task on both sides", task, vtask
+            )
         if _tw_timestamp(task.get("modified")) >= _timestamp(vtask.get("updated")):
             return Change(
                 "push", task["uuid"], int(vtask["id"]), tf.title, "matched; Taskwarrior is newer", task, vtask

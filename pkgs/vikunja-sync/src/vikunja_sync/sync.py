@@ -311,6 +311,8 @@ class SyncEngine:
         from vikunja_sync.vikunja import TEMPORARY_ERRORS, Unauthorized, VikunjaError
 
         task = entry.task
+        if self.breaker.snapshot().state == "open":  # fail fast: no network, no writes
+            return Outcome(False, "circuit_breaker_open", entry.uuid, detail="circuit breaker open")
         try:
             if entry.kind == "delete" or task.get("status") == "deleted":
                 outcome = self.delete_remote(entry.uuid, task)
@@ -318,8 +320,7 @@ class SyncEngine:
                 outcome = Outcome(True, "unchanged", entry.uuid, detail="recurrence template")
             else:
                 outcome = self.push_task(entry.uuid, task)
-        except CircuitBreakerOpen as exc:
-            self.store.record_attempt(entry, str(exc))
+        except CircuitBreakerOpen as exc:  # no attempt was made: nothing to record
             return Outcome(False, "circuit_breaker_open", entry.uuid, detail=str(exc))
         except (*TEMPORARY_ERRORS, Unauthorized) as exc:
             self.store.record_attempt(entry, str(exc))
