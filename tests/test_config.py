@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vikunja_sync.config import ConfigError, default_state_dir, load_settings
+from vikunja_sync.config import ConfigError, load_settings
+from vikunja_sync.locations import default_state_dir
 
 
 def write(path: Path, text: str) -> Path:
@@ -58,8 +59,8 @@ def test_defaults_and_state_dir_order(tmp_path):
         "inbox",
     )
     assert s.state_dir == tmp_path / ".local/state/vikunja-sync"
-    assert default_state_dir({"XDG_STATE_HOME": "/x", "HOME": "/h"}) == Path("/x/vikunja-sync")
-    assert default_state_dir({"STATE_DIRECTORY": "/var/lib/vikunja-sync:/other", "XDG_STATE_HOME": "/x"}) == Path(
+    assert default_state_dir({"XDG_STATE_HOME": "/x", "HOME": "/h"}) == "/x/vikunja-sync"
+    assert default_state_dir({"STATE_DIRECTORY": "/var/lib/vikunja-sync:/other", "XDG_STATE_HOME": "/x"}) == (
         "/var/lib/vikunja-sync"
     )
 

@@ -56,6 +56,16 @@ def _config(tmp_path: Path) -> Path:
     return path
 
 
+LIGHT_MODULES = {"vikunja_sync.cli", "vikunja_sync.hook", "vikunja_sync.locations", "vikunja_sync.spool"}
+
+
+def queued(tmp_path: Path) -> list:
+    """What the hooks spooled, as the daemon's outbox will hold it."""
+    store = Store(tmp_path / "state" / "sync.sqlite3")
+    store.ingest_spool()
+    return store.pending()
+
+
 def modules(proc: subprocess.CompletedProcess) -> set[str]:
     line = [x for x in proc.stderr.splitlines() if x.startswith("MODULES=")][-1]
     return set(line.removeprefix("MODULES=").split(","))
@@ -66,15 +76,10 @@ def test_on_add_echoes_and_queues_without_heavy_imports(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == json.dumps(TASK) + "\n"
     loaded = modules(proc)
-    for heavy in (
-        "requests",
-        "urllib3",
-        "vikunja_sync.sync",
-        "vikunja_sync.vikunja",
-        "vikunja_sync.mapping",
-    ):
-        assert heavy not in loaded
-    [entry] = Store(tmp_path / "state" / "sync.sqlite3").pending()
+    heavy = {"requests", "urllib3", "json", "re", "sqlite3", "socket", "logging", "tomllib", "pathlib", "subprocess"}
+    assert heavy & loaded == set()
+    assert not {m for m in loaded if m.startswith("vikunja_sync.") and m not in LIGHT_MODULES}
+    [entry] = queued(tmp_path)
     assert (entry.uuid, entry.kind, entry.task["description"]) == (
         TASK["uuid"],
         "upsert",
@@ -89,7 +94,7 @@ def test_on_modify_uses_the_new_task_and_a_newer_change_supersedes(tmp_path):
     assert proc.returncode == 0 and proc.stdout == json.dumps(modified) + "\n"
     deleted = {**modified, "status": "deleted"}
     assert run_hook(env, json.dumps(modified) + "\n" + json.dumps(deleted) + "\n").returncode == 0
-    [entry] = Store(tmp_path / "state" / "sync.sqlite3").pending()
+    [entry] = queued(tmp_path)
     assert entry.kind == "delete" and entry.task["status"] == "deleted"
 
 
@@ -109,13 +114,26 @@ def test_bad_stdin_is_rejected_with_one_line(tmp_path):
     assert not (tmp_path / "state" / "sync.sqlite3").exists()
 
 
-def test_broken_config_never_blocks_the_user(tmp_path):
+def test_an_unusable_config_never_blocks_the_user(tmp_path):
     env = hook_env(tmp_path)
-    Path(env["VIKUNJA_SYNC_CONFIG"]).write_text("this is = = not toml")
+    Path(env["VIKUNJA_SYNC_CONFIG"]).unlink()
     proc = run_hook(env, json.dumps(TASK) + "\n")
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
-    assert lines[0] == json.dumps(TASK) and "not queued" in lines[1] and "not valid TOML" in lines[1]
+    assert lines[0] == json.dumps(TASK) and "not queued" in lines[1] and "does not exist" in lines[1]
+
+
+def test_the_hook_reads_only_the_keys_it_needs(tmp_path):
+    env = hook_env(tmp_path)
+    del env["VIKUNJA_SYNC_STATE_DIR"]
+    Path(env["VIKUNJA_SYNC_CONFIG"]).write_text(
+        f'state_dir = "{tmp_path}/from-toml"  # comment\n[vikunja]\nurl = "x"\n[push]\nfallback = "none"\n'
+    )
+    assert "tomllib" not in modules(run_hook(env, json.dumps(TASK) + "\n"))
+    assert len(list((tmp_path / "from-toml" / "spool").iterdir())) == 1
+    Path(env["VIKUNJA_SYNC_CONFIG"]).write_text(f"state_dir = '{tmp_path}/literal'\n[push]\nfallback = 'none'\n")
+    assert "tomllib" in modules(run_hook(env, json.dumps(TASK) + "\n"))  # not a plain string: full parser
+    assert len(list((tmp_path / "literal" / "spool").iterdir())) == 1
 
 
 def test_wakes_a_listening_daemon(tmp_path):
@@ -135,9 +153,9 @@ def test_install_hooks_is_idempotent_and_leaves_other_hooks(tmp_path):
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "on-exit.other").write_text("#!/bin/sh\nexit 0\n")
-    first = install_hooks(hooks)
+    first = [Path(p) for p in install_hooks(hooks)]
     content = {p: p.read_text() for p in first}
-    second = install_hooks(hooks)
+    second = [Path(p) for p in install_hooks(hooks)]
     assert first == second and {p.name for p in first} == set(HOOK_NAMES)
     assert all(os.access(p, os.X_OK) and p.read_text() == content[p] for p in second)
     assert (hooks / "on-exit.other").read_text() == "#!/bin/sh\nexit 0\n"
@@ -162,6 +180,6 @@ def test_real_taskwarrior_runs_the_installed_hooks(tmp_path):
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(add, range(8))) == [0] * 8
-    pending = Store(tmp_path / "state" / "sync.sqlite3").pending()
+    pending = queued(tmp_path)
     assert sorted(e.task["description"] for e in pending) == sorted(f"concurrent {i}" for i in range(8))
     assert len({e.uuid for e in pending}) == 8

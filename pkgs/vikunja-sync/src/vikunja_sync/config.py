@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from vikunja_sync.locations import WAKE_SOCKET, default_state_dir, find_config_file
+
 TOKEN_CREDENTIAL = "vikunja-token"
 WEBHOOK_SECRET_CREDENTIAL = "webhook-secret"
 DEFAULT_LISTEN = "127.0.0.1:8765"
@@ -67,7 +69,7 @@ class Settings:
 
     @property
     def outbox_wake_socket(self) -> Path:
-        return self.state_dir / "wake.sock"
+        return self.state_dir / WAKE_SOCKET
 
     @property
     def database(self) -> Path:
@@ -88,34 +90,16 @@ def _read_secret(path: Path | None, what: str, env: str, key: str) -> str:
     return value
 
 
-def default_config_paths(env: Mapping[str, str]) -> list[Path]:
-    xdg = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
-    return [Path(xdg) / "vikunja-sync" / "config.toml", Path("/etc/vikunja-sync/config.toml")]
-
-
-def default_state_dir(env: Mapping[str, str]) -> Path:
-    if env.get("STATE_DIRECTORY"):
-        # systemd may pass several colon-separated directories; the first is ours.
-        return Path(env["STATE_DIRECTORY"].split(":")[0])
-    if env.get("XDG_STATE_HOME"):
-        return Path(env["XDG_STATE_HOME"]) / "vikunja-sync"
-    return Path(env.get("HOME", "~")).expanduser() / ".local" / "state" / "vikunja-sync"
-
-
 def _load_toml(env: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
-    explicit = env.get("VIKUNJA_SYNC_CONFIG")
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
+    found = find_config_file(env)
+    if found is None:
+        if env.get("VIKUNJA_SYNC_CONFIG"):
             raise ConfigError(
-                f"config file {path} (VIKUNJA_SYNC_CONFIG) does not exist; create it or unset the variable"
+                f"config file {env['VIKUNJA_SYNC_CONFIG']} (VIKUNJA_SYNC_CONFIG) does not exist; "
+                "create it or unset the variable"
             )
-        candidates = [path]
-    else:
-        candidates = [p for p in default_config_paths(env) if p.is_file()][:1]
-    if not candidates:
         return None, {}
-    path = candidates[0]
+    path = Path(found)
     try:
         with path.open("rb") as fh:
             return path, tomllib.load(fh)
@@ -194,7 +178,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_secret_file=path_setting(
             "VIKUNJA_WEBHOOK_SECRET_FILE", webhook.get("secret_file"), WEBHOOK_SECRET_CREDENTIAL
         ),
-        state_dir=Path(str(state_dir)).expanduser() if state_dir else default_state_dir(env),
+        state_dir=Path(str(state_dir) if state_dir else default_state_dir(env)).expanduser(),
         config_file=config_file,
         failure_threshold=_number(
             env.get("VIKUNJA_SYNC_BREAKER_THRESHOLD") or breaker.get("failure_threshold", 3),

@@ -10,6 +10,7 @@ the one it pushed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -18,6 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from vikunja_sync import spool
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -120,14 +125,47 @@ class Store:
     def enqueue(self, uuid: str, kind: str, task: dict[str, Any]) -> int:
         """Record a TW change; it supersedes any pending change of the same task."""
         with self._transaction() as conn:
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox").fetchone()[0]
-            conn.execute(
-                "INSERT INTO outbox (uuid, seq, kind, task, enqueued_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (uuid) DO UPDATE SET seq = excluded.seq, kind = excluded.kind, "
-                "task = excluded.task, enqueued_at = excluded.enqueued_at, attempts = 0, last_error = NULL",
-                (uuid, seq, kind, json.dumps(task, separators=(",", ":")), time.time()),
-            )
-            return seq
+            return self._enqueue(conn, uuid, kind, task)
+
+    @staticmethod
+    def _enqueue(conn: sqlite3.Connection, uuid: str, kind: str, task: dict[str, Any]) -> int:
+        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox").fetchone()[0]
+        conn.execute(
+            "INSERT INTO outbox (uuid, seq, kind, task, enqueued_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (uuid) DO UPDATE SET seq = excluded.seq, kind = excluded.kind, "
+            "task = excluded.task, enqueued_at = excluded.enqueued_at, attempts = 0, last_error = NULL",
+            (uuid, seq, kind, json.dumps(task, separators=(",", ":")), time.time()),
+        )
+        return seq
+
+    def ingest_spool(self) -> int:
+        """Move the hooks' spooled changes into the outbox, oldest first.
+
+        Files are removed only after the transaction committed; a crash in between
+        ingests them again, which is harmless: a change supersedes its own copy.
+        """
+        files = spool.pending_files(str(self.path.parent))
+        if not files:
+            return 0
+        changes = []
+        for path in files:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    task = json.loads(fh.read())
+                uuid = task["uuid"]
+                if not isinstance(uuid, str):
+                    raise TypeError("uuid is not a string")
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.error("spooled change %s is unreadable (%s); kept as %s.bad", path, exc, path)
+                os.replace(path, path + ".bad")
+                continue
+            changes.append((path, uuid, task))
+        with self._transaction() as conn:  # one fsync for the lot
+            for _, uuid, task in changes:
+                self._enqueue(conn, uuid, "delete" if task.get("status") == "deleted" else "upsert", task)
+        for path, _, _ in changes:
+            os.unlink(path)
+        return len(changes)
 
     def pending(self) -> list[OutboxEntry]:
         with self._connect() as conn:
@@ -158,8 +196,10 @@ class Store:
             )
 
     def outbox_depth(self) -> int:
+        """Changes waiting for Vikunja: in the outbox, or still in the hooks' spool."""
         with self._connect() as conn:
-            return conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            queued = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        return queued + len(spool.pending_files(str(self.path.parent)))
 
     # --- inbox --------------------------------------------------------------
     def receive(self, body: bytes) -> int:

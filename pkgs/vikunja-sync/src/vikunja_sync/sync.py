@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from vikunja_sync import mapping
+from vikunja_sync import mapping, spool
 from vikunja_sync.breaker import CircuitBreaker, CircuitBreakerOpen
 from vikunja_sync.config import Settings
 from vikunja_sync.store import CREATE_INTENT_PREFIX, InboxEntry, Link, OutboxEntry, Store
@@ -337,8 +337,9 @@ class SyncEngine:
         task = self.tw.get(uuid)
         if task is None:
             return Outcome(False, "error", uuid, detail="no Taskwarrior task has this uuid")
-        self.store.enqueue(uuid, "delete" if task.get("status") == "deleted" else "upsert", task)
         with self.lock.hold():
+            self.store.ingest_spool()  # older spooled changes first, so ours supersedes them
+            self.store.enqueue(uuid, "delete" if task.get("status") == "deleted" else "upsert", task)
             entry = self.store.pending_for(uuid)
             if entry is None:  # a concurrent drain pushed it meanwhile
                 return Outcome(True, "unchanged", uuid)
@@ -352,19 +353,26 @@ class SyncEngine:
         """
         report = DrainReport()
         failed_seqs: set[int] = set()
+        if self.breaker.snapshot().state == "open":  # fail fast: no lock, no network, no writes
+            report.stopped_by = "circuit_breaker_open"
         while not report.stopped_by:
             with self.lock.hold(wait) as held:
                 if not held:
                     report.busy = True
                     break
                 self._drain_locked(report, failed_seqs)
-            if not any(e.seq not in failed_seqs for e in self.store.pending()):
+            spooled = spool.pending_files(str(self.settings.state_dir))
+            if not spooled and not any(e.seq not in failed_seqs for e in self.store.pending()):
                 break
         report.remaining = self.store.outbox_depth()
         return report
 
     def _drain_locked(self, report: DrainReport, failed_seqs: set[int]) -> None:
-        while todo := [e for e in self.store.pending() if e.seq not in failed_seqs]:
+        while True:
+            self.store.ingest_spool()
+            todo = [e for e in self.store.pending() if e.seq not in failed_seqs]
+            if not todo:
+                return
             for entry in todo:
                 outcome = self.push_entry(entry)
                 report.outcomes.append(outcome)
@@ -386,6 +394,7 @@ class SyncEngine:
         if event not in TASK_EVENTS or vtask is None or not isinstance(vtask.get("id"), int):
             return Outcome(True, "ignored", detail=f"event {event!r} is not synced")
         with self.lock.hold():
+            self.store.ingest_spool()  # a TW change still spooled may be newer than this event
             if event == "task.deleted":
                 return self.delete_local(int(vtask["id"]))
             from vikunja_sync.vikunja import normalize_task
