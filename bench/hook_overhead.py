@@ -2,12 +2,16 @@
 
 Two identical Taskwarrior data dirs (hooks=on in both); only one has the vikunja-sync hooks.
 The sync is configured as in production with a daemon: push.fallback = "none" and a bound
-wake socket (a dummy datagram listener standing in for `serve`), so the hook writes the
-outbox, sends its wake datagram and exits; no drain is spawned and no network is touched.
+wake socket (a dummy datagram listener standing in for `serve`), so the hook writes one
+spool file (`<state_dir>/spool/`), sends its wake datagram and exits; no drain is spawned,
+no sqlite is opened and no network is touched. Nothing ingests the spool during the run;
+afterwards the script checks that the hook created no sqlite database, that there is one
+spool file per hooked change, and that `Store.ingest_spool()` accepts every one of them.
 
 Rows are measured interleaved (a different order each round), so drift on the machine hits
 all of them alike. "Added" is median(with hooks) - median(without); the paired differences
-give its spread. The hook's interpreter start (`python -c pass`) is the floor any hook pays.
+give its spread. The hook's interpreter start (`python -IS -c pass`, the interpreter and flags
+of the installed hook's shebang) is the floor any Python hook pays.
 
 Run: .venv/bin/python bench/hook_overhead.py [--quick] [--runs N]
 """
@@ -29,13 +33,25 @@ from pathlib import Path
 
 import benchlib as bl
 
+from vikunja_sync import spool
 from vikunja_sync.store import Store
 
 BUDGET_ADDED_MS = 45.0
-HEAVY_MODULES = ("requests", "urllib3", "http.client", "vikunja_sync.sync", "vikunja_sync.vikunja", "subprocess")
+HEAVY_MODULES = (
+    "requests",
+    "urllib3",
+    "http.client",
+    "vikunja_sync.sync",
+    "vikunja_sync.vikunja",
+    "vikunja_sync.store",
+    "vikunja_sync.config",
+    "sqlite3",
+    "subprocess",
+)
 WARMUP = 3
 IMPORT_RUNS = 7
 HOOK_MODULE = "vikunja_sync.hook"
+FLOOR = "python -IS -c pass (the hook's #! line)"
 
 
 class WakeListener:
@@ -139,12 +155,27 @@ def direct_imports(imports: list[Import], parent: str) -> list[Import]:
     return children[::-1]
 
 
+def interpreter(hook: Path) -> list[str]:
+    """The interpreter and flags of the hook's `#!` line, as the kernel runs them."""
+    first = hook.read_text(encoding="utf-8").splitlines()[0]
+    if not first.startswith("#!"):
+        raise bl.BenchError(f"{hook} has no #! line")
+    return first[2:].split()
+
+
+def shown(python: list[str]) -> str:
+    """`python -IS` for the hook's interpreter line (the full path is in the header)."""
+    return " ".join(["python", *python[1:]])
+
+
 def measure(
     args, world_hooks: bl.World, world_plain: bl.World, hook: Path
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Wall and CPU samples per row."""
+    python = interpreter(hook)
     rows = {
-        "python -c pass (hook's interpreter)": lambda i: timed([sys.executable, "-c", "pass"], world_plain.env),
+        FLOOR: lambda i: timed([*python, "-c", "pass"], world_plain.env),
+        "python -c pass (with site, for comparison)": lambda i: timed([sys.executable, "-c", "pass"], world_plain.env),
         "task add, no hooks": lambda i: timed(
             ["task", "rc.confirmation=off", "rc.verbose=nothing", "add", f"plain {i}"], world_plain.env
         ),
@@ -167,30 +198,44 @@ def measure(
     return wall, cpu
 
 
+def check_spooled(world: bl.World, expected: int) -> int:
+    """Every hooked change is one spool file the drain can ingest, and the hook opened no sqlite."""
+    if world.database.exists():
+        raise bl.BenchError(f"the hook created {world.database}: it must not open sqlite")
+    spooled = len(spool.pending_files(str(world.state_dir)))
+    if spooled != expected:
+        raise bl.BenchError(f"the spool holds {spooled} files, expected {expected}: the hook did not spool")
+    store = Store(world.database)
+    ingested = store.ingest_spool()
+    queued = len(store.pending())
+    if ingested != expected or queued != expected or store.outbox_depth() != expected:
+        raise bl.BenchError(f"ingest_spool() moved {ingested} of {expected} spool files; the outbox holds {queued}")
+    return spooled
+
+
 def main(args) -> int:
     bl.print_header("hook overhead: task add with vs without the vikunja-sync hooks", args)
     with bl.temp_root("hook") as root:
         world_hooks = bl.make_world(root / "with-hooks", "http://127.0.0.1:9")
         world_plain = bl.make_world(root / "without-hooks", "http://127.0.0.1:9")
         hook = next(p for p in world_hooks.install_hooks() if p.name.startswith("on-add"))
+        python = interpreter(hook)
         listener = WakeListener(world_hooks.state_dir / "wake.sock")
         try:
             samples, cpu = measure(args, world_hooks, world_plain, hook)
             imports = median_imports(
                 [
-                    importtime([sys.executable, "-X", "importtime", str(hook)], world_hooks.env, task_json(10**6 + k))
+                    importtime([*python, "-X", "importtime", str(hook)], world_hooks.env, task_json(10**6 + k))
                     for k in range(IMPORT_RUNS)
                 ]
             )
-            baseline = importtime([sys.executable, "-X", "importtime", "-c", "pass"], world_hooks.env, None)
+            baseline = importtime([*python, "-X", "importtime", "-c", "pass"], world_hooks.env, None)
         finally:
             listener.close()
-        queued = len(Store(world_hooks.database).pending())
         expected = 2 * (args.runs + WARMUP) + IMPORT_RUNS  # task adds + hook-alone runs + importtime runs
-        if queued != expected:
-            raise bl.BenchError(f"the outbox holds {queued} entries, expected {expected}: the hook did not queue")
         if listener.wakes < expected:
             raise bl.BenchError(f"the wake socket got {listener.wakes} datagrams, expected {expected}")
+        spooled = check_spooled(world_hooks, expected)
 
     print(
         bl.table(
@@ -199,26 +244,27 @@ def main(args) -> int:
         )
     )
     hooked, plain = samples["task add, vikunja-sync hooks"], samples["task add, no hooks"]
-    python_start = statistics.median(samples["python -c pass (hook's interpreter)"])
+    python_start = statistics.median(samples[FLOOR])
     added = statistics.median(hooked) - statistics.median(plain)
     paired = bl.Summary.of([h - p for h, p in zip(hooked, plain)])
     print(
         f"\nadded by the hooks: {bl.ms(added):.1f} ms median (paired differences: median {bl.ms(paired.median):.1f}, "
-        f"p95 {bl.ms(paired.p95):.1f} ms) = {added / python_start:.2f} x a bare interpreter start "
-        f"({bl.ms(python_start):.1f} ms)"
+        f"p95 {bl.ms(paired.p95):.1f} ms) = {added / python_start:.2f} x the hook's bare interpreter start "
+        f"({shown(python)} -c pass: {bl.ms(python_start):.1f} ms)"
     )
     cpu_added = statistics.median(cpu["task add, vikunja-sync hooks"]) - statistics.median(cpu["task add, no hooks"])
     print(f"CPU time added: {bl.ms(cpu_added):.1f} ms median (insensitive to other load on the machine)")
     print(
-        f"every hooked add was queued ({queued} outbox entries) and woke the stand-in daemon ({listener.wakes} wakes)"
+        f"every hooked change was spooled ({spooled} files, no sqlite opened), woke the stand-in daemon "
+        f"({listener.wakes} wakes) and was accepted by Store.ingest_spool() afterwards"
     )
 
     names = {i.name for i in imports}
     extra = names - {i.name for i in baseline}
     heavy = [m for m in HEAVY_MODULES if m in names]
     print(
-        f"\nimports on the hook path (python -X importtime {hook.name}, median of {IMPORT_RUNS} runs): "
-        f"{len(names)} modules, {len(extra)} more than `python -c pass`; "
+        f"\nimports on the hook path ({shown(python)} -X importtime {hook.name}, median of {IMPORT_RUNS} "
+        f"runs): {len(names)} modules, {len(extra)} more than `{shown(python)} -c pass`; "
         f"{sum(i.self_us for i in imports) / 1000:.1f} ms importing (importtime itself slows imports down)"
     )
     slowest = sorted((i for i in imports if i.name in extra), key=lambda i: i.self_us, reverse=True)[:3]

@@ -5,9 +5,16 @@ installed, `serve` as a subprocess, webhooks provisioned by `provision-webhooks`
 
 Taskwarrior -> Vikunja: the clock starts when `task add` / `task modify` is started and stops
 when the emulator's in-memory store holds the change (polled in process every 0.5 ms: a task
-count or one task read under the store's lock, which costs microseconds). The same loop notes
-when the hook's outbox row appeared (its `enqueued_at`), splitting the latency into the hook's
-part and the daemon's; a row pushed before a poll saw it leaves that sample out of the split.
+count or one task read under the store's lock, which costs microseconds). The hook writes one
+file per change into `<state_dir>/spool/` and wakes `serve`, whose drain moves it into the
+sqlite outbox (`Store.ingest_spool`) and pushes it. The loop waits on an inotify watch of the
+spool directory instead of sleeping, so it wakes when the hook's file is renamed into place
+and when the ingest unlinks it (after its sqlite commit). That splits the latency into:
+the hook starting its spool write (the file name's `time.time_ns()`, the hook's own clock,
+so exact), the file in place (data fsync'd, renamed), the file ingested, and the push. The
+two "seen" marks are when this process noticed the event: upper bounds, late by its wake-up
+(and by the GIL when an emulator thread holds it); a mark read only after the change had
+arrived leaves that sample out of that row.
 
 Vikunja -> Taskwarrior: the clock starts just before `emu.update_task` / `emu.create_task`
 (the "web UI" edit, which queues the signed webhook) and stops when the sync's `links` row for
@@ -19,7 +26,7 @@ into delivery and apply. Polling `task export` instead would start a `task` proc
 poll and compete with the daemon's own. Each sample is then verified with one `task _get`
 outside the clock.
 
-Between samples the system is left to settle (outbox and inbox empty, echo webhooks
+Between samples the system is left to settle (spool, outbox and inbox empty, echo webhooks
 delivered), so every sample starts from idle.
 
 Run: .venv/bin/python bench/latency.py [--quick] [--runs N]
@@ -27,8 +34,12 @@ Run: .venv/bin/python bench/latency.py [--quick] [--runs N]
 
 from __future__ import annotations
 
+import ctypes
+import os
+import select
 import sqlite3
 import statistics
+import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -37,23 +48,81 @@ from typing import Any
 
 import benchlib as bl
 
+from vikunja_sync import spool
 from vikunja_sync.emulator import Emulator
 
 POLL = 0.0005
 BUDGET_TW_TO_VIKUNJA_MS = 100.0
 BUDGET_VIKUNJA_TO_TW_MS = 50.0
 WARMUP = 2
+IN_MOVED_TO, IN_DELETE, IN_NONBLOCK, IN_CLOEXEC = 0x80, 0x200, 0o4000, 0o2000000
+EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
+
+
+@dataclass(frozen=True)
+class SpoolEvent:
+    seen: float  # time.perf_counter() when this process read the event
+    mask: int
+    name: str
+
+    @property
+    def written_at(self) -> float:
+        """The hook's `time.time_ns()` when it began writing the file, from the name."""
+        return int(self.name.split("-", 1)[0]) / 1e9
+
+
+class SpoolWatch:
+    """inotify on the spool dir: a file renamed into place (the hook) or unlinked (the ingest)."""
+
+    def __init__(self, directory: str) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self.fd < 0:
+            raise bl.BenchError(f"inotify_init1 failed: {os.strerror(ctypes.get_errno())}")
+        if libc.inotify_add_watch(self.fd, os.fsencode(directory), IN_MOVED_TO | IN_DELETE) < 0:
+            os.close(self.fd)
+            raise bl.BenchError(f"inotify_add_watch({directory}) failed: {os.strerror(ctypes.get_errno())}")
+
+    def wait(self, timeout: float) -> list[SpoolEvent]:
+        """Events on completed spool files, waiting at most `timeout` for the first."""
+        if not select.select([self.fd], [], [], timeout)[0]:
+            return []
+        seen = time.perf_counter()
+        events = []
+        try:
+            while data := os.read(self.fd, 65536):
+                for offset in self._offsets(data):
+                    _, mask, _, size = EVENT.unpack_from(data, offset)
+                    name = data[offset + EVENT.size : offset + EVENT.size + size].rstrip(b"\0").decode()
+                    if name.endswith(spool.SUFFIX) and not name.startswith("."):
+                        events.append(SpoolEvent(seen, mask, name))
+        except BlockingIOError:
+            pass
+        return events
+
+    @staticmethod
+    def _offsets(data: bytes) -> list[int]:
+        offsets, offset = [], 0
+        while offset < len(data):
+            offsets.append(offset)
+            offset += EVENT.size + EVENT.unpack_from(data, offset)[3]
+        return offsets
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 @dataclass(frozen=True)
 class TwSample:
     latency: float  # start of `task` -> Vikunja holds the change
     command: float  # start of `task` -> it returned
-    queued: float | None  # start of `task` -> the hook's outbox row (None: pushed before a poll saw it)
+    writing: float  # start of `task` -> the hook began its spool write (the file name's clock)
+    placed: float | None  # start -> the spool file seen renamed into place (None: seen only after arrival)
+    ingested: float | None  # start -> the spool file seen unlinked by the ingest (None: likewise)
 
     @property
-    def daemon(self) -> float | None:
-        return None if self.queued is None else self.latency - self.queued
+    def push(self) -> float | None:
+        return None if self.ingested is None else self.latency - self.ingested
 
 
 @dataclass
@@ -75,8 +144,12 @@ class Bench:
         self.serve = serve
         self.db = sqlite3.connect(f"file:{world.database}?mode=ro", uri=True, isolation_level=None)
         self.inbox_project = next(p["id"] for p in emu.projects() if p["title"].lower() == "inbox")
+        self.spool_dir = spool.spool_path(str(world.state_dir))
+        os.makedirs(self.spool_dir, mode=0o700, exist_ok=True)  # the hook's first write would create it
+        self.watch = SpoolWatch(self.spool_dir)
 
     def close(self) -> None:
+        self.watch.close()
         self.db.close()
 
     # --- state probes ----------------------------------------------------------
@@ -96,41 +169,60 @@ class Bench:
             if not self.emu.wait_for_webhooks(bl.WAIT):
                 raise bl.BenchError("the emulator's webhooks were not delivered")
             bl.wait_until(
-                "inbox and outbox to empty",
-                lambda: self.scalar("SELECT (SELECT COUNT(*) FROM inbox) + (SELECT COUNT(*) FROM outbox)") == 0,
+                "spool, inbox and outbox to empty",
+                lambda: (
+                    not spool.pending_files(str(self.world.state_dir))
+                    and self.scalar("SELECT (SELECT COUNT(*) FROM inbox) + (SELECT COUNT(*) FROM outbox)") == 0
+                ),
             )
             time.sleep(0.05)
         self.serve.health()  # raises if serve died
+        strays = [e.name for e in self.watch.wait(0) if e.mask & IN_MOVED_TO]
+        if strays:  # the daemon's own `task` calls must not run the hook's spooling (loop guard)
+            raise bl.BenchError(f"changes were spooled that no `task` command of ours made: {strays}")
 
     def get_description(self, uuid: str) -> str:
         return self.world.task("rc.hooks=off", "_get", f"{uuid}.description").stdout.strip()
 
     # --- one sample each -----------------------------------------------------------
     def tw_command(self, args: list[str], arrived: Callable[[], bool]) -> TwSample:
-        """Start `task`, poll until Vikunja holds the change; note when the hook's outbox row appeared."""
+        """Start `task`, wait until Vikunja holds the change; note the hook's spool file on the way."""
         cmd = ["task", "rc.confirmation=off", "rc.verbose=nothing", *args]
-        wall_start = time.time()  # the hook stamps its outbox row with time.time()
+        wall_start = time.time()  # the hook names its spool file with time.time_ns()
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=self.world.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        returned = queued = None
+        returned = None
+        events: list[SpoolEvent] = []
         deadline = start + bl.WAIT
         while not arrived():
             now = time.perf_counter()
             if returned is None and proc.poll() is not None:
                 returned = now - start
-            if queued is None:
-                stamp = self.scalar("SELECT MAX(enqueued_at) FROM outbox")
-                queued = stamp - wall_start if stamp and stamp >= wall_start else None
             if now > deadline:
                 raise bl.BenchError(
                     f"`task {' '.join(args)}` did not reach Vikunja; serve log:\n{self.serve.log_tail()}"
                 )
-            time.sleep(POLL)
+            events += self.watch.wait(POLL)  # returns early when the spool changes
         latency = time.perf_counter() - start
         if proc.wait(bl.WAIT) != 0:
             raise bl.BenchError(f"`task {' '.join(args)}` failed: {proc.stderr.read().decode()}")
         proc.stderr.close()
-        return TwSample(latency, returned if returned is not None else time.perf_counter() - start, queued)
+        late = self.watch.wait(0)  # already queued when the change arrived: no "seen" time for these
+        placed = [e for e in events + late if e.mask & IN_MOVED_TO]
+        if len(placed) != 1:
+            raise bl.BenchError(f"`task {' '.join(args)}` spooled {len(placed)} files, expected 1")
+        name = placed[0].name
+
+        def seen(mask: int) -> float | None:
+            return next((e.seen - start for e in events if e.mask & mask and e.name == name), None)
+
+        return TwSample(
+            latency,
+            returned if returned is not None else time.perf_counter() - start,
+            placed[0].written_at - wall_start,
+            seen(IN_MOVED_TO),
+            seen(IN_DELETE),
+        )
 
     def add(self, i: int) -> tuple[TwSample, int]:
         before = self.emu.store.task_count()
@@ -193,8 +285,10 @@ def run(args, bench: Bench) -> dict[str, list[float]]:
 
     def record_tw(kind: str, sample: TwSample) -> None:
         samples.setdefault(f"TW->Vikunja task {kind}", []).append(sample.latency)
-        samples.setdefault(f"  {kind}: hook's outbox row committed", []).append(sample.queued)
-        samples.setdefault(f"  {kind}: then daemon to Vikunja", []).append(sample.daemon)
+        samples.setdefault(f"  {kind}: hook begins its spool write", []).append(sample.writing)
+        samples.setdefault(f"  {kind}: spool file in place (seen)", []).append(sample.placed)
+        samples.setdefault(f"  {kind}: spool file ingested (seen)", []).append(sample.ingested)
+        samples.setdefault(f"  {kind}: then push until Vikunja holds it", []).append(sample.push)
         samples.setdefault(f"  {kind}: `task` returned", []).append(sample.command)
 
     def record_remote(kind: str, sample: RemoteSample) -> None:
