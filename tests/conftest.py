@@ -71,7 +71,7 @@ class SyncWorld:
         )
 
     def install_hooks(self) -> None:
-        install_hooks(self.root / "taskdata" / "hooks")
+        install_hooks(self.root / "taskdata" / "hooks", self.root / "state")
 
     def last_uuid(self) -> str:
         return self.task("+LATEST", "_uuids").stdout.strip()

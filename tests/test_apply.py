@@ -215,6 +215,10 @@ def test_burst_of_500_webhooks_with_concurrent_tw_edits(world, daemon):
     daemon.settle(120)
     print(f"500 webhooks fired in {burst_seconds:.2f}s")
     tw = [t for t in world.export() if t["status"] != "deleted"]
+    gone = [(t["description"], t["status"]) for t in world.export() if t["status"] == "deleted"]
+    assert gone == []
+    remote_now = {t["title"] for t in emu.tasks()}
+    assert remote_now - {t["description"] for t in tw} == set()
     assert len(tw) == 60 and len({t["description"] for t in tw}) == 60  # nothing lost, no duplicates
     remote_titles = {t["title"]: t for t in emu.tasks()}
     for t in tw:

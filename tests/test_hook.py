@@ -10,7 +10,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from vikunja_sync.hook import HOOK_NAMES, install_hooks
+from vikunja_sync.hook import HOOK_NAMES, LAUNCH_HOOK, install_hooks
 from vikunja_sync.store import Store
 
 TASK = {
@@ -156,10 +156,10 @@ def test_install_hooks_is_idempotent_and_leaves_other_hooks(tmp_path):
     first = [Path(p) for p in install_hooks(hooks)]
     content = {p: p.read_text() for p in first}
     second = [Path(p) for p in install_hooks(hooks)]
-    assert first == second and {p.name for p in first} == set(HOOK_NAMES)
+    assert first == second and {p.name for p in first} == {*HOOK_NAMES, LAUNCH_HOOK}
     assert all(os.access(p, os.X_OK) and p.read_text() == content[p] for p in second)
     assert (hooks / "on-exit.other").read_text() == "#!/bin/sh\nexit 0\n"
-    assert sorted(p.name for p in hooks.iterdir()) == sorted([*HOOK_NAMES, "on-exit.other"])
+    assert sorted(p.name for p in hooks.iterdir()) == sorted([*HOOK_NAMES, LAUNCH_HOOK, "on-exit.other"])
 
 
 def test_real_taskwarrior_runs_the_installed_hooks(tmp_path):

@@ -50,7 +50,10 @@ def test_lifecycle_reaches_vikunja_and_keeps_unowned_fields(world):
     assert label_titles(task) == {"office", "q-4"}  # hyphenated tags stay whole
     assert task["due_date"].startswith("2030-03-01T") and task["done"] is False
     [exported] = world.export(f"uuid:{uuid}")
-    assert int(exported["vikunjaid"]) == task["id"]  # written back with hooks off
+    assert "vikunjaid" not in exported  # not written while the user may be running `task`...
+    assert world.cli("reconcile", "--full").returncode == 0
+    [exported] = world.export(f"uuid:{uuid}")
+    assert int(exported["vikunjaid"]) == task["id"]  # ...but by reconcile, with hooks off
 
     # Fields the sync does not own, and precision TW cannot express, must survive updates.
     emu.update_task(task["id"], hex_color="ff8800", percent_done=0.5, priority=5, is_favorite=True)

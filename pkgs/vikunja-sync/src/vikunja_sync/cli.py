@@ -118,7 +118,7 @@ def cmd_install_hooks(args) -> int:
     from vikunja_sync.taskwarrior import Taskwarrior
 
     hooks_dir = Path(args.hooks_dir) if args.hooks_dir else Taskwarrior().hooks_dir()
-    for path in install_hooks(hooks_dir):
+    for path in install_hooks(hooks_dir, _settings().state_dir):
         print(f"installed {path}")
     return 0
 

@@ -81,7 +81,7 @@ class Demo:
             "TASKDATA": str(data),
             "VIKUNJA_SYNC_CONFIG": str(config),
         }
-        install_hooks(data / "hooks")
+        install_hooks(data / "hooks", self.root / "state")
         self.daemon = subprocess.Popen(
             [sys.executable, "-m", "vikunja_sync", "serve"],
             env=self.env,

@@ -17,6 +17,7 @@ from vikunja_sync.spool import write_change
 
 LOOP_GUARD = "VIKUNJA_SYNC_RUNNING"
 HOOK_NAMES = ("on-add.vikunja-sync", "on-modify.vikunja-sync")
+LAUNCH_HOOK = "on-launch.vikunja-sync"  # a shell script: see twgate
 
 
 class _JSONContext:
@@ -174,15 +175,23 @@ def hook_script(python: str, package_parent: str) -> str:
     )
 
 
-def install_hooks(hooks_dir, python: str | None = None) -> list:
-    """Write our two hooks (idempotently), leaving every other hook alone; returns their paths."""
+def install_hooks(hooks_dir, state_dir=None, python: str | None = None) -> list:
+    """Write our hooks (idempotently), leaving every other hook alone; returns their paths."""
     from pathlib import Path  # not needed on the hook's own path
 
+    from vikunja_sync.twgate import on_launch_script
+
+    if state_dir is None:
+        from vikunja_sync.config import load_settings
+
+        state_dir = load_settings().state_dir
+
     hooks_dir = Path(hooks_dir)
-    content = hook_script(python or sys.executable, str(Path(__file__).resolve().parent.parent))
+    change_hook = hook_script(python or sys.executable, str(Path(__file__).resolve().parent.parent))
+    scripts = {name: change_hook for name in HOOK_NAMES} | {LAUNCH_HOOK: on_launch_script(str(state_dir))}
     hooks_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in HOOK_NAMES:
+    for name, content in scripts.items():
         tmp = hooks_dir / f".{name}.tmp"
         tmp.write_text(content, encoding="utf-8")
         tmp.chmod(0o755)

@@ -22,6 +22,7 @@ from vikunja_sync import mapping
 from vikunja_sync.config import Settings
 from vikunja_sync.store import Link
 from vikunja_sync.sync import SyncEngine, _timestamp, _tw_timestamp, legacy_vikunja_id, uda_vikunja_id
+from vikunja_sync.taskwarrior import UDA
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Plan:
     tw_tasks: int = 0
     vikunja_tasks: int = 0
     list_calls: int = 0
+    ids_to_record: list[dict[str, Any]] = field(default_factory=list)  # TW tasks missing their `vikunjaid`
 
     def deletions(self) -> int:
         return sum(1 for c in self.changes if c.action.startswith("delete"))
@@ -94,6 +96,10 @@ class Reconciler:
             change = self._compare_linked(link, by_uuid.get(uuid), by_vid.get(link.vikunja_id), full)
             if change:
                 plan.changes.append(change)
+            task = by_uuid.get(uuid)
+            missing_id = task and task.get("status") != "deleted" and uda_vikunja_id(task) != link.vikunja_id
+            if missing_id and (change is None or change.action in ("push", "link")):  # a pull writes it anyway
+                plan.ids_to_record.append({**task, UDA: str(link.vikunja_id)})
 
         unlinked_remote = {vid: t for vid, t in by_vid.items() if vid not in claimed}
         by_title = {}
@@ -206,6 +212,8 @@ class Reconciler:
             engine.tw.import_tasks([new for new, *_ in imports], previous=[prev for _, prev, *_ in imports])
             for new, _, vid, fp, updated in imports:
                 engine.store.save_link(new["uuid"], vid, fp, updated)
+        if plan.ids_to_record:
+            engine.tw.import_tasks(plan.ids_to_record, previous=plan.ids_to_record)
         return counts
 
 
@@ -253,6 +261,7 @@ def run_reconcile(settings: Settings, dry_run: bool, full: bool, force: bool) ->
         list_calls=plan.list_calls,
         api_calls=engine.client.calls if engine._client else 0,
         seconds=round(time.monotonic() - began, 3),
+        ids_recorded=0 if dry_run else len(plan.ids_to_record),
         full=full,
     )
     return 0

@@ -265,9 +265,9 @@ class SyncEngine:
             action = "updated" if action == "unchanged" else action
         seen = [mapping.fingerprint(self.remote_fields(s, desired.project)) for s in states]
         agreed = mapping.fingerprint(self.remote_fields(state, desired.project))
+        # The `vikunjaid` UDA is written later, by reconcile: Taskwarrior 2.6 does not lock
+        # across read-modify-write, so writing it now would race the user's next command.
         self.store.save_link(uuid, vikunja_id, agreed, _timestamp(state.get("updated")), pushed=seen)
-        if uda_vikunja_id(task) != vikunja_id:
-            self._write_back_id(uuid, vikunja_id)
         return Outcome(True, action, uuid, vikunja_id)
 
     def _created_before_crash(self, uuid: str, desired: mapping.SyncedFields, project_id: int) -> dict[str, Any] | None:
@@ -290,13 +290,6 @@ class SyncEngine:
                 log.info("adopting Vikunja task %s created by an interrupted push of %s", candidate["id"], uuid)
                 return candidate
         return None
-
-    def _write_back_id(self, uuid: str, vikunja_id: int) -> None:
-        """Best effort: the link table is the primary map; the UDA helps other tools and re-installs."""
-        try:
-            self.tw.set_vikunja_id(uuid, vikunja_id)
-        except TaskwarriorError as exc:
-            log.warning("could not record vikunjaid %s on %s yet: %s", vikunja_id, uuid, exc)
 
     def delete_remote(self, uuid: str, task: dict[str, Any]) -> Outcome:
         vikunja_id = self.vikunja_id_for(uuid, task)
@@ -488,6 +481,7 @@ class SyncEngine:
 def engine_from_settings(settings: Settings) -> SyncEngine:
     from vikunja_sync.store import Store
     from vikunja_sync.taskwarrior import Taskwarrior
+    from vikunja_sync.twgate import WriteGate
 
     breaker = CircuitBreaker(
         settings.state_dir,
@@ -495,4 +489,4 @@ def engine_from_settings(settings: Settings) -> SyncEngine:
         recovery_timeout=settings.recovery_timeout,
         trial_lease=2 * settings.timeout + 1.0,  # a read may take two attempts
     )
-    return SyncEngine(settings, Store(settings.database), Taskwarrior(), breaker)
+    return SyncEngine(settings, Store(settings.database), Taskwarrior(gate=WriteGate(settings.state_dir)), breaker)

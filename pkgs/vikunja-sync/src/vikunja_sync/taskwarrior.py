@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vikunja_sync.twgate import WriteGate
+
 log = logging.getLogger(__name__)
 
 LOOP_GUARD = "VIKUNJA_SYNC_RUNNING"
@@ -45,6 +47,7 @@ class TaskwarriorError(Exception):
 class Taskwarrior:
     binary: str = "task"
     env: Mapping[str, str] | None = None
+    gate: WriteGate | None = None  # takes turns with the user's commands for every write
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ if self.env is None else self.env)
@@ -53,6 +56,12 @@ class Taskwarrior:
         for secret in ("VIKUNJA_API_TOKEN", "VIKUNJA_TOKEN"):
             env.pop(secret, None)
         return env
+
+    def write(self, args: Iterable[str], stdin: str | None = None) -> str:
+        if self.gate is None:
+            return self.run(args, stdin)
+        with self.gate.hold():
+            return self.run(args, stdin)
 
     def run(self, args: Iterable[str], stdin: str | None = None) -> str:
         cmd = [self.binary, *BASE_OVERRIDES, *args]
@@ -99,20 +108,17 @@ class Taskwarrior:
         """Create or replace tasks in one process; attributes dropped since `previous` are cleared."""
         if not tasks:
             return
-        self.run(["import", "-"], stdin=json.dumps(tasks))
+        self.write(["import", "-"], stdin=json.dumps(tasks))
         for task, prev in zip(tasks, previous):
             dropped = [k for k in CLEARABLE if prev and k in prev and k not in task]
             if dropped:
                 current = self.get(task["uuid"]) or {}
                 still = [k for k in dropped if k in current]
                 if still:
-                    self.run([f"uuid:{task['uuid']}", "modify", *(f"{k}:" for k in still)])
-
-    def set_vikunja_id(self, uuid: str, vikunja_id: int) -> None:
-        self.run([f"uuid:{uuid}", "modify", f"{UDA}:{int(vikunja_id)}"])
+                    self.write([f"uuid:{task['uuid']}", "modify", *(f"{k}:" for k in still)])
 
     def delete(self, uuid: str) -> None:
-        self.run([f"uuid:{uuid}", "delete"])
+        self.write([f"uuid:{uuid}", "delete"])
 
     def setting(self, name: str) -> str:
         return self.run(["_get", f"rc.{name}"]).strip()
