@@ -57,6 +57,15 @@ let
     exec ${exe} hook
   '';
 
+  # Taskwarrior 2.6 does not lock across a command: the daemon takes this lock
+  # (exclusively, when no `task` runs) for each of its writes, and every `task`
+  # command of the user waits here, shared, until such a write has finished.
+  launchHookScript = pkgs.writeShellScript "vikunja-sync-on-launch" ''
+    lock=${stateDir}/taskwarrior.lock
+    [ -e "$lock" ] && ${pkgs.util-linux}/bin/flock -s -w 30 "$lock" true 2>/dev/null
+    exit 0
+  '';
+
   inStore = path: lib.hasPrefix "${builtins.storeDir}/" path;
   escapeSpecifiers = lib.replaceStrings [ "%" ] [ "%%" ];
   isAbsolute = path: lib.hasPrefix "/" path;
@@ -318,17 +327,19 @@ in
           Whether to link the `on-add.vikunja-sync` and `on-modify.vikunja-sync` hooks
           into {option}`hooks.directory`, so `task add` / `task modify` reach Vikunja
           at once. The hooks only queue the change and wake the daemon: they never
-          hold the API token and never touch the network.
+          hold the API token and never touch the network. An `on-launch.vikunja-sync`
+          hook (a shell script) makes a command wait while the daemon writes to
+          Taskwarrior, which 2.6 needs to lose no write.
         '';
       };
 
       directory = mkOption {
         type = types.str;
-        default = "${userHome}/.task/hooks";
-        defaultText = literalExpression ''"''${config.users.users.''${user}.home}/.task/hooks"'';
+        default = "${cfg.taskwarrior.dataDir}/hooks";
+        defaultText = literalExpression ''"''${config.services.vikunja-sync.taskwarrior.dataDir}/hooks"'';
         description = ''
-          Where Taskwarrior looks for hooks (`hooks.location`; Taskwarrior's default is
-          {file}`~/.task/hooks`, independent of `data.location`).
+          Where Taskwarrior looks for hooks: `hooks.location` if the taskrc sets it,
+          else {file}`hooks` in its data directory.
         '';
       };
 
@@ -681,6 +692,7 @@ in
         };
         "${cfg.hooks.directory}/on-add.vikunja-sync"."L+".argument = "${cfg.hooks.script}";
         "${cfg.hooks.directory}/on-modify.vikunja-sync"."L+".argument = "${cfg.hooks.script}";
+        "${cfg.hooks.directory}/on-launch.vikunja-sync"."L+".argument = "${launchHookScript}";
       };
 
     systemd.sockets.vikunja-sync = {

@@ -497,6 +497,8 @@ def test_hooks_are_linked_into_the_hooks_directory(full: dict[str, Any]) -> None
         link = rules[f"/home/alice/.task/hooks/{hook}.vikunja-sync"]["L+"]
         assert link["argument"] == script
     assert rules["/home/alice/.task/hooks"]["d"]["user"] == "alice"
+    launch = rules["/home/alice/.task/hooks/on-launch.vikunja-sync"]["L+"]["argument"]
+    assert launch.endswith("-vikunja-sync-on-launch")
     text = full["hookScript"]["text"]
     assert "export VIKUNJA_SYNC_CONFIG=/etc/vikunja-sync/config.toml" in text
     assert f"exec {full['packagePath']}/bin/vikunja-direct hook" in text
@@ -508,6 +510,8 @@ def test_hooks_directory_and_disabling() -> None:
     moved = base_config(hooks={"directory": "/srv/tw/hooks"})
     rules = evaluate(moved, "tmpfiles")["10-vikunja-sync"]
     assert "/srv/tw/hooks/on-add.vikunja-sync" in rules
+    follows_data = base_config(taskwarrior={"dataDir": "/srv/tasks"})
+    assert "/srv/tasks/hooks/on-launch.vikunja-sync" in evaluate(follows_data, "tmpfiles")["10-vikunja-sync"]
     off = base_config(hooks={"enable": False})
     rules = evaluate(off, "tmpfiles")["10-vikunja-sync"]
     assert not any("hooks" in path for path in rules)

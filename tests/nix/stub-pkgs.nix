@@ -37,6 +37,7 @@ in
   taskwarrior3 = fakeDrv "taskwarrior-3.4.1" { meta.mainProgram = "task"; };
   # for the VM test's node configuration
   curl = fakeDrv "curl-8.14.1" { };
+  util-linux = fakeDrv "util-linux-2.41" { };
   python3 = python3 // {
     sitePackages = "lib/python3.13/site-packages";
     interpreter = "${python3}/bin/python3.13";
