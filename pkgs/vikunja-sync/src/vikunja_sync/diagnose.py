@@ -18,7 +18,7 @@ from typing import Any
 
 from vikunja_sync.breaker import CircuitBreaker, format_status, state_as_dict
 from vikunja_sync.config import ConfigError, Settings
-from vikunja_sync.hook import HOOK_NAMES
+from vikunja_sync.hook import HOOK_NAMES, LAUNCH_HOOK
 from vikunja_sync.store import Store
 from vikunja_sync.taskwarrior import Taskwarrior, TaskwarriorError, find_binary
 
@@ -75,7 +75,7 @@ def _taskwarrior(settings: Settings) -> Section:
     except TaskwarriorError as exc:
         s.error("Binary", str(exc))
         return s
-    missing = [name for name in HOOK_NAMES if not os.access(hooks_dir / name, os.X_OK)]
+    missing = [name for name in (*HOOK_NAMES, LAUNCH_HOOK) if not os.access(hooks_dir / name, os.X_OK)]
     if missing:
         s.ok("Hooks", f"NOT installed in {hooks_dir} (run `vikunja-direct install-hooks`)", "hooks")
     else:
