@@ -162,3 +162,20 @@ def test_old_servers_list_tasks_at_tasks_all(tmp_path):
         assert client.tasks_path == "/tasks/all"
         emu.create_task(1, title="old")
         assert [t["title"] for t in client.list_tasks()] == ["old"]
+
+
+def test_diagnose_healthy_report_never_shows_the_token(world):
+    world.install_hooks()
+    text = world.cli("diagnose")
+    assert text.returncode == 0, text.stdout
+    for section in ("Configuration", "Taskwarrior", "State directory", "Vikunja API", "Circuit Breaker"):
+        assert f"=== {section} ===" in text.stdout
+    assert "installed in" in text.stdout and "Authentication: ok" in text.stdout
+    assert text.stdout.rstrip().endswith("  State: CLOSED (normal)\n  Consecutive failures: 0")
+    report = json.loads(world.cli("diagnose", "--json").stdout)
+    assert report["healthy"] is True and report["circuit_breaker"]["state"] == "closed"
+    for output in (text.stdout, text.stderr, json.dumps(report)):
+        assert TOKEN not in output
+    (world.root / "token").write_text("")
+    broken = world.cli("diagnose")
+    assert broken.returncode == 1 and "Token file: ERROR:" in broken.stdout and "is empty" in broken.stdout

@@ -84,7 +84,7 @@ class Taskwarrior:
         return proc.stdout
 
     def version(self) -> str:
-        return self.run(["--version"]).strip()
+        return self.run(["_version"]).strip()
 
     def export(self, *filters: str) -> list[dict[str, Any]]:
         out = self.run([*filters, "export"])
