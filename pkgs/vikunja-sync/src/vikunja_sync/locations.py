@@ -6,7 +6,10 @@ Only `os` is used: the Taskwarrior hook imports this on every change.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+
+TYPE_CHECKING = False  # `typing` and `collections` cost the hook milliseconds at run time
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 WAKE_SOCKET = "wake.sock"  # in the state dir: the hooks' datagrams wake the daemon
 
