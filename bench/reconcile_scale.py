@@ -4,10 +4,10 @@ Per size, a fresh emulator and Taskwarrior data dir are seeded with the same N t
 seed: titles, four projects, priorities, due dates, a few labels, 10% done): created in the
 emulator directly, then imported into Taskwarrior in one `task import` carrying each task's
 `vikunjaid`, and the sync's `links` table is filled in one sqlite transaction with what a
-sync of each task records (its fingerprint and Vikunja's `updated`). Linking through a first
-`reconcile --full` is what a user would do, but it currently fails on unlinked matching tasks
-(reconcile.py builds `link` changes without the Vikunja task; reported), so the links are
-written directly; the first no-op run then proves both sides and the links agree. Then:
+sync of each task records (its fingerprint and Vikunja's `updated`). A first `reconcile
+--full` would link these matching tasks too (what a user would do); writing the links
+directly keeps the seeding fast and independent of the linking code. The first no-op run
+then proves both sides and the links agree. Then:
 
 * no-op: `reconcile --full` with both sides in sync, repeated;
 * 10% changed: 5% of the tasks retitled in Taskwarrior (one `task import`), another 5%
