@@ -236,7 +236,7 @@ class World:
         return self.state_dir / "sync.sqlite3"
 
     def install_hooks(self) -> list[Path]:
-        return install_hooks(self.taskdata / "hooks", python=sys.executable)
+        return install_hooks(self.taskdata / "hooks", state_dir=self.state_dir, python=sys.executable)
 
     def task(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         """The real `task`, as the user runs it (hooks on)."""

@@ -1,6 +1,8 @@
 """What the Taskwarrior hook adds to `task add`, and proof that it stays off `requests`.
 
-Two identical Taskwarrior data dirs (hooks=on in both); only one has the vikunja-sync hooks.
+Two identical Taskwarrior data dirs (hooks=on in both); only one has the vikunja-sync hooks:
+on-add and on-modify (Python) and the on-launch write gate (sh + `flock -s` on the gate file,
+which is created first, as a daemon that has written once leaves it; the lock is free).
 The sync is configured as in production with a daemon: push.fallback = "none" and a bound
 wake socket (a dummy datagram listener standing in for `serve`), so the hook writes one
 spool file (`<state_dir>/spool/`), sends its wake datagram and exits; no drain is spawned,
@@ -35,6 +37,7 @@ import benchlib as bl
 
 from vikunja_sync import spool
 from vikunja_sync.store import Store
+from vikunja_sync.twgate import GATE_FILE
 
 BUDGET_ADDED_MS = 45.0
 HEAVY_MODULES = (
@@ -169,7 +172,7 @@ def shown(python: list[str]) -> str:
 
 
 def measure(
-    args, world_hooks: bl.World, world_plain: bl.World, hook: Path
+    args, world_hooks: bl.World, world_plain: bl.World, hook: Path, launch: Path
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Wall and CPU samples per row."""
     python = interpreter(hook)
@@ -183,6 +186,7 @@ def measure(
             ["task", "rc.confirmation=off", "rc.verbose=nothing", "add", f"hooked {i}"], world_hooks.env
         ),
         "hook alone (on-add, one task on stdin)": lambda i: timed([str(hook)], world_hooks.env, task_json(i)),
+        "on-launch gate hook alone (sh + flock -s)": lambda i: timed([str(launch)], world_hooks.env, ""),
     }
     wall: dict[str, list[float]] = {name: [] for name in rows}
     cpu: dict[str, list[float]] = {name: [] for name in rows}
@@ -196,6 +200,16 @@ def measure(
                 wall[name].append(elapsed)
                 cpu[name].append(used)
     return wall, cpu
+
+
+def gate_hook(world: bl.World, hooks: list[Path]) -> Path:
+    """The on-launch hook, with the gate file in place as a daemon that has written once leaves it."""
+    gate = world.state_dir / GATE_FILE
+    launch = next(p for p in hooks if p.name.startswith("on-launch"))
+    if str(gate) not in launch.read_text(encoding="utf-8"):
+        raise bl.BenchError(f"{launch} does not wait on this world's gate file {gate}")
+    gate.touch(mode=0o600)  # without it the hook skips flock; with it, it takes the lock shared
+    return launch
 
 
 def check_spooled(world: bl.World, expected: int) -> int:
@@ -218,11 +232,13 @@ def main(args) -> int:
     with bl.temp_root("hook") as root:
         world_hooks = bl.make_world(root / "with-hooks", "http://127.0.0.1:9")
         world_plain = bl.make_world(root / "without-hooks", "http://127.0.0.1:9")
-        hook = next(p for p in world_hooks.install_hooks() if p.name.startswith("on-add"))
+        hooks = world_hooks.install_hooks()
+        hook = next(p for p in hooks if p.name.startswith("on-add"))
+        launch = gate_hook(world_hooks, hooks)
         python = interpreter(hook)
         listener = WakeListener(world_hooks.state_dir / "wake.sock")
         try:
-            samples, cpu = measure(args, world_hooks, world_plain, hook)
+            samples, cpu = measure(args, world_hooks, world_plain, hook, launch)
             imports = median_imports(
                 [
                     importtime([*python, "-X", "importtime", str(hook)], world_hooks.env, task_json(10**6 + k))
