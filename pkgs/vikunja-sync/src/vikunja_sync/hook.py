@@ -177,7 +177,8 @@ def hook_script(python: str, package_parent: str) -> str:
 
 def install_hooks(hooks_dir, state_dir=None, python: str | None = None) -> list:
     """Write our hooks (idempotently), leaving every other hook alone; returns their paths."""
-    from pathlib import Path  # not needed on the hook's own path
+    import shutil
+    from pathlib import Path  # neither is needed on the hook's own path
 
     from vikunja_sync.twgate import on_launch_script
 
@@ -188,7 +189,8 @@ def install_hooks(hooks_dir, state_dir=None, python: str | None = None) -> list:
 
     hooks_dir = Path(hooks_dir)
     change_hook = hook_script(python or sys.executable, str(Path(__file__).resolve().parent.parent))
-    scripts = {name: change_hook for name in HOOK_NAMES} | {LAUNCH_HOOK: on_launch_script(str(state_dir))}
+    flock = shutil.which("flock") or "flock"
+    scripts = {name: change_hook for name in HOOK_NAMES} | {LAUNCH_HOOK: on_launch_script(str(state_dir), flock)}
     hooks_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, content in scripts.items():
