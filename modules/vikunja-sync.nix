@@ -741,7 +741,9 @@ in
     systemd.services.vikunja-sync-reconcile = mkIf cfg.reconcile.enable (mkOneshot {
       description = "vikunja-sync: two-way reconciliation";
       credentials = tokenCredential;
-      args = "reconcile";
+      # A full pass: deletions in Vikunja show only there, and it is cheap
+      # (one `task export` and one list call per 50 tasks).
+      args = "reconcile --full";
     });
     systemd.timers.vikunja-sync-reconcile = mkIf cfg.reconcile.enable {
       description = "vikunja-sync: periodic reconciliation";

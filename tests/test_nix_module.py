@@ -303,7 +303,7 @@ def test_exec_start_runs_contract_subcommands(full: dict[str, Any]) -> None:
     expected = {
         "vikunja-sync": ["serve"],
         "vikunja-sync-queue": ["process-queue"],
-        "vikunja-sync-reconcile": ["reconcile"],
+        "vikunja-sync-reconcile": ["reconcile", "--full"],
         "vikunja-sync-provision": [
             "provision-webhooks",
             "--target-url",
