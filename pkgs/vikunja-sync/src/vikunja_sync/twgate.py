@@ -25,12 +25,16 @@ POLL = 0.005
 
 
 def other_task_processes() -> list[int]:
-    """Pids of running `task` processes; the sync's own are never running when this is asked."""
+    """Pids of this user's running `task` processes (other users' cannot touch our data);
+    the sync's own are never running when this is asked."""
     pids = []
+    uid = os.getuid()
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
             with open(f"/proc/{name}/comm", "rb") as fh:
                 if fh.read().strip() == b"task":
                     pids.append(int(name))
