@@ -17,6 +17,9 @@ def test_the_gate_waits_for_a_running_task_process(tmp_path):
     shutil.copy("/bin/sleep", fake)
     proc = subprocess.Popen([str(fake), "0.5"])
     try:
+        deadline = time.monotonic() + 5
+        while proc.pid not in other_task_processes() and time.monotonic() < deadline:
+            time.sleep(0.001)  # until the child has exec'd and is named `task`
         assert proc.pid in other_task_processes()
         with WriteGate(tmp_path / "state").hold():
             assert proc.poll() is not None, "the gate opened while a task command was running"
