@@ -25,8 +25,8 @@ POLL = 0.005
 
 
 def other_task_processes() -> list[int]:
-    """Pids of this user's running `task` processes (other users' cannot touch our data);
-    the sync's own are never running when this is asked."""
+    """Pids of this user's live `task` processes (other users' cannot touch our data,
+    zombies have finished); the sync's own are never running when this is asked."""
     pids = []
     uid = os.getuid()
     for name in os.listdir("/proc"):
@@ -35,11 +35,12 @@ def other_task_processes() -> list[int]:
         try:
             if os.stat(f"/proc/{name}").st_uid != uid:
                 continue
-            with open(f"/proc/{name}/comm", "rb") as fh:
-                if fh.read().strip() == b"task":
-                    pids.append(int(name))
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                head, _, tail = fh.read().rpartition(b")")
         except OSError:
             continue
+        if head.partition(b"(")[2] == b"task" and tail.split()[:1] != [b"Z"]:
+            pids.append(int(name))
     return pids
 
 
