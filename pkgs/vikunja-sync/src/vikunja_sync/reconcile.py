@@ -21,7 +21,7 @@ from typing import Any
 from vikunja_sync import mapping
 from vikunja_sync.config import Settings
 from vikunja_sync.store import Link
-from vikunja_sync.sync import SyncEngine, _timestamp, _tw_timestamp, legacy_vikunja_id, uda_vikunja_id
+from vikunja_sync.sync import SyncEngine, legacy_vikunja_id, tw_timestamp, uda_vikunja_id, vikunja_timestamp
 from vikunja_sync.taskwarrior import UDA
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class Reconciler:
             return Change(
                 "link", task["uuid"], int(vtask["id"]), vtask.get("title", ""), "same task on both sides", task, vtask
             )
-        if _tw_timestamp(task.get("modified")) >= _timestamp(vtask.get("updated")):
+        if tw_timestamp(task.get("modified")) >= vikunja_timestamp(vtask.get("updated")):
             return Change(
                 "push", task["uuid"], int(vtask["id"]), tf.title, "matched; Taskwarrior is newer", task, vtask
             )
@@ -170,7 +170,7 @@ class Reconciler:
             return Change("push", uuid, vid, tf.title, "changed in Taskwarrior", task, vtask)
         if vikunja_changed and not tw_changed:
             return Change("pull", uuid, vid, vf.title, "changed in Vikunja", task, vtask)
-        tw_time, v_time = _tw_timestamp(task.get("modified")), _timestamp(vtask.get("updated"))
+        tw_time, v_time = tw_timestamp(task.get("modified")), vikunja_timestamp(vtask.get("updated"))
         if tw_time >= v_time:
             return Change("push", uuid, vid, tf.title, "changed on both sides; Taskwarrior is newer", task, vtask)
         return Change("pull", uuid, vid, vf.title, "changed on both sides; Vikunja is newer", task, vtask)
@@ -202,7 +202,7 @@ class Reconciler:
                 engine.store.drop_link(change.uuid)
             elif change.action in ("pull", "link"):
                 vf = self._fields_vikunja(change.vikunja_task)
-                updated = _timestamp(change.vikunja_task.get("updated"))
+                updated = vikunja_timestamp(change.vikunja_task.get("updated"))
                 if change.action == "link":
                     engine.store.save_link(change.uuid, change.vikunja_id, mapping.fingerprint(vf), updated)
                     continue

@@ -217,11 +217,6 @@ class Store:
             ).fetchone()
         return InboxEntry(r[0], r[1], bytes(r[2]), r[3]) if r else None
 
-    def next_inbox_due(self) -> float | None:
-        with self._connect() as conn:
-            r = conn.execute("SELECT MIN(next_attempt_at) FROM inbox").fetchone()
-        return r[0]
-
     def inbox_done(self, entry_id: int) -> None:
         with self._transaction() as conn:
             conn.execute("DELETE FROM inbox WHERE id = ?", (entry_id,))

@@ -117,7 +117,7 @@ def tw_project(vikunja_title: str | None, default_project: str) -> str:
     return vikunja_title
 
 
-def _timestamp(value: Any) -> float:
+def vikunja_timestamp(value: Any) -> float:
     try:
         parsed = mapping.parse_vikunja_date(value)
     except (TypeError, ValueError):
@@ -125,7 +125,7 @@ def _timestamp(value: Any) -> float:
     return parsed.timestamp() if parsed else 0.0
 
 
-def _tw_timestamp(value: Any) -> float:
+def tw_timestamp(value: Any) -> float:
     try:
         return mapping.parse_tw_date(str(value)).timestamp()
     except (TypeError, ValueError):
@@ -267,7 +267,7 @@ class SyncEngine:
         agreed = mapping.fingerprint(self.remote_fields(state, desired.project))
         # The `vikunjaid` UDA is written later, by reconcile: Taskwarrior 2.6 does not lock
         # across read-modify-write, so writing it now would race the user's next command.
-        self.store.save_link(uuid, vikunja_id, agreed, _timestamp(state.get("updated")), pushed=seen)
+        self.store.save_link(uuid, vikunja_id, agreed, vikunja_timestamp(state.get("updated")), pushed=seen)
         return Outcome(True, action, uuid, vikunja_id)
 
     def _created_before_crash(self, uuid: str, desired: mapping.SyncedFields, project_id: int) -> dict[str, Any] | None:
@@ -428,13 +428,13 @@ class SyncEngine:
     def apply_remote_task(self, vtask: dict[str, Any], project_title: str) -> Outcome:
         vikunja_id = int(vtask["id"])
         remote = self.remote_fields(vtask, project_title)
-        updated = _timestamp(vtask.get("updated"))
+        updated = vikunja_timestamp(vtask.get("updated"))
         link, task = self._local_task(vikunja_id)
         if self.is_stale(link, remote, updated):
             return Outcome(True, "unchanged", link.tw_uuid if link else None, vikunja_id, detail="echo or stale")
         if task is not None:
             queued = self.store.pending_for(task["uuid"])
-            if queued and _tw_timestamp(queued.task.get("modified")) > updated:
+            if queued and tw_timestamp(queued.task.get("modified")) > updated:
                 # A newer TW edit waits in the outbox: last writer wins, and that is TW.
                 return Outcome(True, "unchanged", task["uuid"], vikunja_id, detail="newer Taskwarrior change queued")
         new = self.tw_version(task, remote, vikunja_id)
